@@ -1,0 +1,1 @@
+"""semindex front ends: the ``semindex`` command line."""

@@ -1,0 +1,234 @@
+"""The ``semindex`` command line: a thin layer over the indexer and search libraries.
+
+Heavy libraries (torch, sentence-transformers, FAISS) are imported inside the commands that
+need them, so ``semindex --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn, Optional
+
+import typer
+
+from indexer import __version__
+from indexer.errors import SemindexError
+
+app = typer.Typer(
+    name="semindex",
+    help="Semantic search over your documents: index a folder, then search it by meaning.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+# Options shared by several commands, defined once.
+IndexOption = Annotated[
+    Optional[Path],
+    typer.Option("--index", "-i", help="Index folder (default: the nearest .semindex in this folder or its parents)."),
+]
+ModelOption = Annotated[
+    Optional[str],
+    typer.Option("--model", "-m", help="Model name or folder (default: all-MiniLM-L6-v2, shipped offline)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"Error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _show_warning(message: warnings.WarningMessage | Warning | str, category: type[Warning],
+                  filename: str, lineno: int, file: object = None, line: object = None) -> None:
+    from indexer.embedding import SemindexWarning
+
+    if issubclass(category, SemindexWarning):
+        typer.echo(f"Warning: {message}", err=True)
+    elif _state["debug"]:
+        typer.echo(warnings.formatwarning(str(message), category, filename, lineno), err=True)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn expected errors into one line on stderr and exit code 1; ``--debug`` shows tracebacks."""
+    try:
+        yield
+    except SemindexError as exc:
+        if _state["debug"]:
+            raise
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"semindex {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Semantic search over your documents: index a folder, then search it by meaning."""
+    _state["debug"] = debug
+    warnings.showwarning = _show_warning
+
+
+@app.command()
+def index(
+    folder: Annotated[Path, typer.Argument(help="The folder of documents to index.")],
+    index_dir: IndexOption = None,
+    model: ModelOption = None,
+    chunk_tokens: Annotated[
+        Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: the model's limit).")
+    ] = None,
+    overlap_tokens: Annotated[
+        Optional[int], typer.Option("--overlap-tokens", help="Tokens shared by neighbouring chunks [default: 32].")
+    ] = None,
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Replace an existing index even if built with other settings.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Build the index of FOLDER (in FOLDER/.semindex unless --index says otherwise)."""
+    with _errors():
+        from cli.progress import BuildProgressBar
+        from indexer.build import build_index
+        from indexer.config import ChunkingConfig
+
+        chunking = None
+        if chunk_tokens is not None or overlap_tokens is not None:
+            chunking = ChunkingConfig(chunk_tokens, 32 if overlap_tokens is None else overlap_tokens)
+        with BuildProgressBar(enabled=not quiet and sys.stderr.isatty()) as bar:
+            report = build_index(
+                folder, index_dir, model=model, chunking=chunking, rebuild=rebuild, progress=bar
+            )
+        if as_json:
+            from cli.output import to_json
+
+            typer.echo(to_json(report.to_dict()))
+        if not quiet:
+            _print_build_summary(report)
+
+
+def _print_build_summary(report: object) -> None:
+    from indexer.records import BuildReport
+
+    assert isinstance(report, BuildReport)
+    rate = report.chunks / report.pipeline_seconds if report.pipeline_seconds else 0.0
+    typer.echo(
+        f"Indexed {report.files_indexed} files, {report.chunks} chunks in {report.seconds:.1f} s "
+        f"({rate:.1f} chunks/s) into {report.index_dir}",
+        err=True,
+    )
+    if report.skipped:
+        typer.echo(f"Skipped {len(report.skipped)} files:", err=True)
+        for skipped in report.skipped[:20]:
+            typer.echo(f"  {skipped.path}: {skipped.reason}", err=True)
+        if len(report.skipped) > 20:
+            typer.echo(f"  ... and {len(report.skipped) - 20} more (--json lists all)", err=True)
+
+
+def _read_queries(source: str) -> list[str]:
+    if source == "-":
+        text = sys.stdin.read()
+    else:
+        path = Path(source).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8-sig")
+        except FileNotFoundError:
+            _fail(f"queries file {path} does not exist")
+        except (OSError, UnicodeDecodeError) as exc:
+            _fail(f"cannot read queries file {path}: {exc}")
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+@app.command()
+def search(
+    query: Annotated[Optional[str], typer.Argument(help="What to search for, in your own words.")] = None,
+    queries: Annotated[
+        Optional[str],
+        typer.Option("--queries", help="File of queries, one a line ('-' reads stdin); prints JSON Lines with --json."),
+    ] = None,
+    index_dir: IndexOption = None,
+    k: Annotated[int, typer.Option("-k", "--top", help="How many results to return.")] = 10,
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Search an index by meaning and print the closest chunks, best first."""
+    if (query is None) == (queries is None):
+        _fail("give either a QUERY or --queries FILE (see semindex search --help)", 2)
+    if k < 1:
+        _fail(f"-k must be at least 1 (got {k})", 2)
+    with _errors():
+        from cli.output import format_results, to_json
+        from search import Index
+
+        texts = [query] if query is not None else _read_queries(queries or "-")
+        opened = Index.open(index_dir, model=model)
+        batch = 64
+        for start in range(0, len(texts), batch):
+            group = texts[start : start + batch]
+            for text, results in zip(group, opened.search_many(group, k=k), strict=True):
+                if as_json:
+                    typer.echo(to_json({"query": text, "results": [r.to_dict() for r in results]}))
+                else:
+                    if queries is not None:
+                        typer.echo(f"== {text}")
+                    typer.echo(format_results(results))
+
+
+@app.command()
+def info(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
+    """Show an index's model, dimensions, counts, size on disk and creation time."""
+    with _errors():
+        from cli.output import format_info, to_json
+        from search import Index
+
+        details = Index.open(index_dir).info().to_dict()
+        typer.echo(to_json(details) if as_json else format_info(details))
+
+
+@app.command()
+def similarity(
+    texts: Annotated[list[str], typer.Argument(help="Two or more texts to compare.")],
+    model: ModelOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print the cosine similarity of each pair of TEXTS (pooled, normalised embeddings)."""
+    if len(texts) < 2:
+        _fail("give at least two texts to compare", 2)
+    with _errors():
+        from cli.output import shorten, to_json
+        from indexer.embedding import load_embedder
+        from search.similarity import similarity_matrix
+
+        embedder = load_embedder(model)
+        matrix = similarity_matrix(texts, embedder=embedder)
+        if as_json:
+            rounded = [[round(float(v), 6) for v in row] for row in matrix]
+            typer.echo(to_json({"model": embedder.name, "texts": texts, "matrix": rounded}))
+            return
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                typer.echo(f"{matrix[i, j]:.4f}  {shorten(texts[i])!r}  ~  {shorten(texts[j])!r}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    app()

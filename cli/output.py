@@ -1,0 +1,74 @@
+"""Rendering results for the terminal (plain) and for programs (JSON)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+SNIPPET_CHARS = 200
+
+
+def to_json(data: Any) -> str:
+    """One line of JSON, non-ASCII text kept readable."""
+    return json.dumps(data, ensure_ascii=False)
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    """The start of a text on one line, whitespace collapsed, cut at a word near ``limit``."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    cut = flat.rfind(" ", 0, limit)
+    return flat[: cut if cut > limit // 2 else limit] + " …"
+
+
+def location(path: str, start_line: int, end_line: int, page: int | None = None) -> str:
+    """``path:line`` (or ``path#page=N``) so editors and terminals can jump to the hit."""
+    if page is not None:
+        return f"{path}#page={page}"
+    return f"{path}:{start_line}" if start_line == end_line else f"{path}:{start_line}-{end_line}"
+
+
+def format_results(results: Sequence[Any]) -> str:
+    """Plain rendering: rank, score, location and a short snippet for each hit."""
+    if not results:
+        return "no results"
+    lines = []
+    for hit in results:
+        lines.append(f"{hit.rank:>3}. {hit.score:.4f}  {location(hit.path, hit.start_line, hit.end_line, hit.page)}")
+        lines.append(f"     {snippet(hit.text)}")
+    return "\n".join(lines)
+
+
+def human_bytes(size: int) -> str:
+    """A byte count for people: 1.2 MB."""
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"  # pragma: no cover
+
+
+def format_info(info: dict[str, Any]) -> str:
+    """Plain rendering of ``semindex info``."""
+    chunking = info["chunking"]
+    rows = [
+        ("index", info["path"]),
+        ("model", f"{info['model']} ({info['dimension']} dimensions)"),
+        ("documents", str(info["documents"])),
+        ("chunks", str(info["chunks"])),
+        ("size on disk", human_bytes(info["size_bytes"])),
+        ("created", info["created_at"]),
+        ("vector index", info["faiss_type"]),
+        ("chunking", f"{chunking.get('max_tokens')} tokens, overlap {chunking.get('overlap_tokens')}"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name + ':':<{width + 1}} {value}" for name, value in rows)
+
+
+def shorten(text: str, limit: int = 60) -> str:
+    """A text on one line, cut to ``limit`` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"

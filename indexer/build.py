@@ -1,0 +1,230 @@
+"""The build pipeline: walk, extract, chunk, embed, store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from indexer.chunking import chunk_document
+from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
+from indexer.embedding import SentenceTransformerEmbedder, load_embedder
+from indexer.errors import IndexExistsError, InputError, NothingToIndexError
+from indexer.extract import extract_file
+from indexer.manifest import IndexManifest
+from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
+from indexer.store import IndexWriter, clean_leftovers
+from indexer.walk import walk_folder
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A snapshot of a running build, handed to the progress callback."""
+
+    stage: str  # "loading model", "scanning" or "embedding"
+    files_total: int
+    bytes_total: int
+    files_done: int
+    bytes_done: int
+    chunks_embedded: int
+    elapsed: float
+
+
+ProgressCallback = Callable[[BuildProgress], None]
+
+
+def default_index_dir(folder: Path) -> Path:
+    """Where the index of ``folder`` lives unless told otherwise."""
+    return folder / INDEX_DIRNAME
+
+
+def _check_folder(folder: Path) -> Path:
+    folder = folder.expanduser()
+    if not folder.exists():
+        raise InputError(f"folder {folder} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"{folder} is not a folder; pass the folder that holds your documents")
+    return folder.resolve()
+
+
+def _existing_settings(index_dir: Path) -> IndexManifest | None:
+    try:
+        return IndexManifest.load(index_dir)
+    except Exception:  # no index, or a damaged one that the rebuild will replace
+        return None
+
+
+def _check_compatible(
+    existing: IndexManifest, model_name: str, chunking: ResolvedChunking, index_dir: Path
+) -> None:
+    if existing.model_name != model_name:
+        raise IndexExistsError(
+            f"{index_dir} was built with model {existing.model_name}, not {model_name}; "
+            "add --rebuild to replace it, or choose another --index"
+        )
+    if existing.chunking != chunking.to_dict():
+        raise IndexExistsError(
+            f"{index_dir} was built with chunking {existing.chunking}, not {chunking.to_dict()}; "
+            "add --rebuild to replace it"
+        )
+
+
+def build_index(
+    folder: str | Path,
+    index_dir: str | Path | None = None,
+    *,
+    model: str | None = None,
+    embedder: SentenceTransformerEmbedder | None = None,
+    chunking: ChunkingConfig | None = None,
+    config: BuildConfig | None = None,
+    rebuild: bool = False,
+    progress: ProgressCallback | None = None,
+) -> BuildReport:
+    """Index every readable text file under ``folder``.
+
+    Args:
+        folder: The folder of documents.
+        index_dir: Where to write the index; ``folder/.semindex`` by default.
+        model: Model name or path; by default the existing index's model, else the default model.
+        embedder: An already loaded model (overrides ``model``).
+        chunking: Chunk size and overlap; by default the existing index's, else the model's limit.
+        config: Other build settings.
+        rebuild: Replace an existing index even if it was built with other settings.
+        progress: Called with a BuildProgress after each embedded batch.
+
+    Returns:
+        A BuildReport with counts, skipped files and timings.
+    """
+    started = time.perf_counter()
+    root = _check_folder(Path(folder))
+    target = Path(index_dir).expanduser().resolve() if index_dir else default_index_dir(root)
+    config = config or BuildConfig()
+    clean_leftovers(target)
+    existing = None if rebuild else _existing_settings(target)
+    if existing is not None and model is None and embedder is None:
+        model = existing.model_name
+    if existing is not None and chunking is None:
+        chunking = ChunkingConfig(
+            existing.chunking.get("max_tokens"), existing.chunking.get("overlap_tokens", 32)
+        )
+    if progress is not None:
+        progress(BuildProgress("loading model", 0, 0, 0, 0, 0, time.perf_counter() - started))
+    loading = time.perf_counter()
+    embedder = embedder or load_embedder(model)
+    model_seconds = time.perf_counter() - loading
+    settings = (chunking or ChunkingConfig()).resolve(embedder.token_limit)
+    if existing is not None:
+        _check_compatible(existing, embedder.name, settings, target)
+
+    report = BuildReport(index_dir=target, model_seconds=model_seconds)
+    if progress is not None:
+        progress(BuildProgress("scanning", 0, 0, 0, 0, 0, time.perf_counter() - started))
+    sources: list[SourceFile] = []
+    for found in walk_folder(root, exclude=(target,)):
+        if isinstance(found, SkippedFile):
+            report.skipped.append(found)
+        else:
+            sources.append(found)
+
+    writer = IndexWriter(target, embedder.dimension, config.row_group_size)
+    try:
+        _run_pipeline(sources, embedder, settings, config, writer, report, progress, started)
+        if writer.count == 0:
+            raise NothingToIndexError(_nothing_message(root, report))
+        report.seconds = time.perf_counter() - started
+        manifest = IndexManifest(
+            model=embedder.describe(),
+            chunking=settings.to_dict(),
+            faiss={},
+            counts={"documents": report.files_indexed, "chunks": writer.count},
+            files={},
+            root=str(root),
+            build={
+                "seconds": round(report.seconds, 3),
+                "tokens": report.tokens,
+                "skipped": len(report.skipped),
+            },
+        )
+        writer.commit(manifest)
+    except BaseException:
+        writer.abort()
+        raise
+    return report
+
+
+def _nothing_message(root: Path, report: BuildReport) -> str:
+    if not report.skipped:
+        return f"no files found in {root}; point semindex at a folder of text documents"
+    reasons = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:3])
+    more = f" and {len(report.skipped) - 3} more" if len(report.skipped) > 3 else ""
+    return f"no indexable text in {root} (skipped {reasons}{more})"
+
+
+def _document_chunks(
+    sources: list[SourceFile],
+    embedder: SentenceTransformerEmbedder,
+    settings: ResolvedChunking,
+    config: BuildConfig,
+    report: BuildReport,
+) -> Iterator[tuple[SourceFile, list[Chunk]]]:
+    """Each file with its chunks; a file skipped or failed is recorded and comes with none."""
+    for source in sources:
+        try:
+            document = extract_file(source, config.max_file_size)
+            if isinstance(document, SkippedFile):
+                report.skipped.append(document)
+                yield source, []
+                continue
+            chunks = chunk_document(document, embedder.tokenizer, settings)
+        except Exception as exc:  # one bad file must not stop the build
+            report.skipped.append(SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}"))
+            yield source, []
+            continue
+        if not chunks:
+            report.skipped.append(SkippedFile(source.path, "empty or whitespace-only"))
+        yield source, chunks
+
+
+def _run_pipeline(
+    sources: list[SourceFile],
+    embedder: SentenceTransformerEmbedder,
+    settings: ResolvedChunking,
+    config: BuildConfig,
+    writer: IndexWriter,
+    report: BuildReport,
+    progress: ProgressCallback | None,
+    started: float,
+) -> None:
+    bytes_total = sum(s.size for s in sources)
+    files_done = bytes_done = 0
+    batch: list[Chunk] = []
+    batch_files: list[SourceFile] = []
+
+    def flush() -> None:
+        nonlocal files_done, bytes_done, batch, batch_files
+        if batch:
+            embed_started = time.perf_counter()
+            vectors = embedder.embed_documents([c.text for c in batch])
+            report.embed_seconds += time.perf_counter() - embed_started
+            writer.add(batch, vectors)
+            report.chunks += len(batch)
+            report.tokens += sum(c.tokens for c in batch)
+        files_done += len(batch_files)
+        bytes_done += sum(s.size for s in batch_files)
+        batch, batch_files = [], []
+        if progress is not None:
+            progress(
+                BuildProgress(
+                    "embedding", len(sources), bytes_total, files_done, bytes_done, report.chunks,
+                    time.perf_counter() - started,
+                )
+            )
+
+    for source, chunks in _document_chunks(sources, embedder, settings, config, report):
+        batch.extend(chunks)
+        batch_files.append(source)
+        report.files_indexed += bool(chunks)
+        if len(batch) >= config.embed_batch_chunks:
+            flush()
+    flush()

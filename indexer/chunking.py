@@ -1,0 +1,188 @@
+"""Split text into chunks that fit the model, by the model's own tokenizer.
+
+Pure: text and a tokenizer in, chunk spans out. Each chunk holds at most ``max_tokens``
+tokens (the model's limit less its special tokens), so nothing is truncated when it is
+embedded. Cuts prefer a paragraph break, then a line break, then a sentence end, then a
+space between words, and never fall inside a word unless one word alone exceeds the limit.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from indexer.config import ResolvedChunking
+from indexer.records import Chunk, Document
+
+# Strength of a cut between two tokens.
+PARAGRAPH, LINE, SENTENCE, WORD, INSIDE = 4, 3, 2, 1, 0
+_SENTENCE_END = (".", "!", "?", "。", "！", "？", ";", ":")
+
+
+class Tokenizer(Protocol):
+    """What chunking needs from a tokenizer."""
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character (start, end) of each token of ``text``, special tokens excluded."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Number of tokens of each text, special tokens excluded."""
+        ...
+
+
+@dataclass(frozen=True)
+class Span:
+    """A chunk's place in its document: characters [start, end) and its token count."""
+
+    start: int
+    end: int
+    tokens: int
+
+
+def _cut_strengths(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Strength of a cut before token k, for every k (index 0 is unused)."""
+    strengths = [PARAGRAPH]
+    for k in range(1, len(offsets)):
+        prev_end, start = offsets[k - 1][1], offsets[k][0]
+        gap = text[prev_end:start]
+        if not gap:
+            strengths.append(INSIDE)
+        elif "\n" in gap:
+            strengths.append(PARAGRAPH if gap.count("\n") >= 2 else LINE)
+        elif text[offsets[k - 1][0] : prev_end].endswith(_SENTENCE_END):
+            strengths.append(SENTENCE)
+        elif gap.isspace():
+            strengths.append(WORD)
+        else:
+            strengths.append(INSIDE)
+    return strengths
+
+
+def _best_cut(strengths: Sequence[int], lo: int, hi: int) -> int:
+    """The strongest cut in [lo, hi], the latest among equals; ``hi`` if all are weak."""
+    best, best_strength = hi, -1
+    for k in range(hi, lo - 1, -1):
+        if strengths[k] > best_strength:
+            best, best_strength = k, strengths[k]
+            if best_strength == PARAGRAPH:
+                break
+    return best
+
+
+def plan_spans(
+    text: str, offsets: Sequence[tuple[int, int]], max_tokens: int, overlap_tokens: int
+) -> list[Span]:
+    """Group tokens into spans of at most ``max_tokens`` tokens, overlapping by up to
+    ``overlap_tokens`` tokens, cutting at the strongest boundary in the second half of a window.
+    """
+    n = len(offsets)
+    if n == 0:
+        return []
+    strengths = _cut_strengths(text, offsets)
+    spans: list[Span] = []
+    start = 0
+    while True:
+        if n - start <= max_tokens:
+            end = n
+        else:
+            hi = start + max_tokens
+            end = _best_cut(strengths, start + max(1, max_tokens // 2), hi)
+            if strengths[end] == INSIDE:
+                # No word boundary in the second half: look in the first half before cutting a word.
+                earlier = _best_cut(strengths, start + 1, hi)
+                end = earlier if strengths[earlier] > INSIDE else hi
+        spans.append(Span(offsets[start][0], offsets[end - 1][1], end - start))
+        if end == n:
+            return spans
+        next_start = end
+        if overlap_tokens:
+            next_start = _overlap_start(strengths, max(end - overlap_tokens, start + 1), end)
+        start = next_start
+
+
+def _overlap_start(strengths: Sequence[int], lo: int, end: int) -> int:
+    """Where the next chunk starts: the earliest sentence start in [lo, end), else the
+    earliest word start, else ``end`` (no overlap rather than a cut inside a word)."""
+    word_start = end
+    for k in range(lo, end):
+        if strengths[k] >= SENTENCE:
+            return k
+        if strengths[k] == WORD and word_start == end:
+            word_start = k
+    return word_start
+
+
+class _LineIndex:
+    """Maps character offsets to 1-based line numbers."""
+
+    def __init__(self, text: str) -> None:
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+
+    def line_of(self, offset: int) -> int:
+        return bisect.bisect_left(self._newlines, offset) + 1
+
+
+def content_hash(text: str) -> str:
+    """Stable identity of a chunk's text (hex SHA-256, first 32 characters)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def chunk_document(
+    document: Document, tokenizer: Tokenizer, settings: ResolvedChunking
+) -> list[Chunk]:
+    """Split one document into chunks that each fit the model's input."""
+    text = document.text
+    spans = plan_spans(
+        text, tokenizer.token_offsets(text), settings.max_tokens, settings.overlap_tokens
+    )
+    spans = _enforce_limit(text, spans, tokenizer, settings.max_tokens)
+    lines = _LineIndex(text)
+    source = document.source
+    chunks = []
+    for ordinal, span in enumerate(spans):
+        piece = text[span.start : span.end]
+        chunks.append(
+            Chunk(
+                path=source.path,
+                ordinal=ordinal,
+                text=piece,
+                char_start=span.start,
+                char_end=span.end,
+                start_line=lines.line_of(span.start),
+                end_line=lines.line_of(span.end - 1),
+                content_hash=content_hash(piece),
+                file_size=source.size,
+                file_mtime=source.mtime,
+                tokens=span.tokens,
+            )
+        )
+    return chunks
+
+
+def _enforce_limit(
+    text: str, spans: list[Span], tokenizer: Tokenizer, max_tokens: int
+) -> list[Span]:
+    """Re-tokenize each span alone and split any that grew past the limit.
+
+    Some tokenizers (SentencePiece, byte-level BPE) tokenize a span's edges differently when it
+    stands alone; this makes the limit hold for the text the model will actually see.
+    """
+    counts = tokenizer.count_tokens([text[s.start : s.end] for s in spans])
+    if all(c <= max_tokens for c in counts):
+        return [Span(s.start, s.end, c) for s, c in zip(spans, counts, strict=True)]
+    fixed: list[Span] = []
+    for span, count in zip(spans, counts, strict=True):
+        if count <= max_tokens:
+            fixed.append(Span(span.start, span.end, count))
+            continue
+        piece = text[span.start : span.end]
+        offsets = [(a + span.start, b + span.start) for a, b in tokenizer.token_offsets(piece)]
+        margin = max(1, max_tokens - (count - max_tokens) - 2)
+        sub = plan_spans(text, offsets, margin, 0)
+        fixed.extend(_enforce_limit(text, sub, tokenizer, max_tokens))
+    return fixed

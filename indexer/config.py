@@ -1,0 +1,59 @@
+"""Frozen settings for chunking and building; recorded in the manifest."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from indexer.errors import InputError
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+INDEX_DIRNAME = ".semindex"
+
+
+@dataclass(frozen=True)
+class ChunkingConfig:
+    """How documents are split. ``max_tokens=None`` means the model's own limit."""
+
+    max_tokens: int | None = None
+    overlap_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if self.max_tokens is not None and self.max_tokens < 8:
+            raise InputError(f"chunk size must be at least 8 tokens (got {self.max_tokens})")
+        if self.overlap_tokens < 0:
+            raise InputError(f"chunk overlap cannot be negative (got {self.overlap_tokens})")
+
+    def resolve(self, model_limit: int) -> ResolvedChunking:
+        """Fix the token budget against the model's limit (special tokens already excluded)."""
+        size = model_limit if self.max_tokens is None else self.max_tokens
+        if size > model_limit:
+            raise InputError(
+                f"chunk size {size} exceeds the model's limit of {model_limit} tokens per chunk; "
+                f"use --chunk-tokens {model_limit} or less"
+            )
+        if self.overlap_tokens >= size // 2:
+            raise InputError(
+                f"chunk overlap {self.overlap_tokens} must be under half the chunk size ({size})"
+            )
+        return ResolvedChunking(max_tokens=size, overlap_tokens=self.overlap_tokens)
+
+
+@dataclass(frozen=True)
+class ResolvedChunking:
+    """Chunking settings with the token budget fixed; this is what the manifest records."""
+
+    max_tokens: int
+    overlap_tokens: int
+
+    def to_dict(self) -> dict[str, int]:
+        """Return the settings as JSON-ready data."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Settings of one build beyond the model and chunking."""
+
+    max_file_size: int = 50 * 1024 * 1024
+    embed_batch_chunks: int = 1024  # chunks handed to the model at once, sorted by length inside
+    row_group_size: int = 4096

@@ -1,0 +1,115 @@
+"""``manifest.json``: everything needed to open and query an index without asking the user."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from indexer import __version__
+from indexer.errors import IndexCorruptError, IndexNotFoundError
+
+FORMAT_NAME = "semindex"
+FORMAT_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+FAISS_FILE = "index.faiss"
+CHUNKS_FILE = "chunks.parquet"
+
+_REQUIRED = ("format", "format_version", "created_at", "model", "chunking", "faiss", "counts", "files")
+_LIBRARIES = ("faiss-cpu", "pyarrow", "numpy", "torch", "transformers", "sentence-transformers", "tokenizers")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of semindex, Python and the libraries that shape an index's contents."""
+    versions = {"semindex": __version__, "python": platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def utc_now() -> str:
+    """The current time as an ISO 8601 string in UTC."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass
+class IndexManifest:
+    """The contents of ``manifest.json``."""
+
+    model: dict[str, Any]
+    chunking: dict[str, Any]
+    faiss: dict[str, Any]
+    counts: dict[str, int]
+    files: dict[str, dict[str, Any]]
+    root: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    versions: dict[str, str] = field(default_factory=library_versions)
+    build: dict[str, Any] = field(default_factory=dict)
+    format: str = FORMAT_NAME
+    format_version: int = FORMAT_VERSION
+
+    @property
+    def model_name(self) -> str:
+        """The name of the model that wrote the vectors."""
+        return str(self.model["name"])
+
+    @property
+    def dimension(self) -> int:
+        """The length of each stored vector."""
+        return int(self.model["dimension"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest as JSON-ready data."""
+        return asdict(self)
+
+    def save(self, directory: Path) -> None:
+        """Write ``manifest.json`` into ``directory`` (through a temporary file, fsynced)."""
+        target = directory / MANIFEST_FILE
+        temporary = directory / f".{MANIFEST_FILE}.tmp"
+        with open(temporary, "w", encoding="utf-8") as handle:
+            json.dump(self.to_dict(), handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, target)
+
+    @classmethod
+    def load(cls, directory: Path) -> IndexManifest:
+        """Read and check ``manifest.json`` in ``directory``."""
+        path = directory / MANIFEST_FILE
+        if not directory.is_dir():
+            raise IndexNotFoundError(f"no index at {directory}; build one with: semindex index FOLDER")
+        if not path.is_file():
+            raise IndexNotFoundError(
+                f"{directory} is not a semindex index (no {MANIFEST_FILE}); "
+                "build one with: semindex index FOLDER"
+            )
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexCorruptError(
+                f"{path} is unreadable ({exc}); rebuild the index with: semindex index FOLDER --rebuild"
+            ) from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
+            raise IndexCorruptError(f"{path} is not a semindex manifest; rebuild the index")
+        missing = [key for key in _REQUIRED if key not in data]
+        if missing:
+            raise IndexCorruptError(f"{path} lacks {', '.join(missing)}; rebuild the index")
+        if data["format_version"] > FORMAT_VERSION:
+            raise IndexCorruptError(
+                f"{path} has format version {data['format_version']}, newer than this semindex "
+                f"understands ({FORMAT_VERSION}); upgrade semindex"
+            )
+        known = {f for f in cls.__dataclass_fields__}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError as exc:
+            raise IndexCorruptError(f"{path} is malformed ({exc}); rebuild the index") from exc

@@ -1,0 +1,86 @@
+"""Plain records that travel between the pipeline's stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SourceFile:
+    """A file found by the walk: where it is and what the filesystem says about it."""
+
+    path: str  # POSIX, relative to the indexed root
+    absolute: Path
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class Document:
+    """The text extracted from one source file."""
+
+    source: SourceFile
+    text: str
+    encoding: str = "utf-8"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One piece of a document that fits the model's input; one Parquet row and one vector."""
+
+    path: str
+    ordinal: int
+    text: str
+    char_start: int
+    char_end: int
+    start_line: int
+    end_line: int
+    content_hash: str
+    file_size: int
+    file_mtime: float
+    tokens: int = 0
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class SkippedFile:
+    """A file the build did not index, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class BuildReport:
+    """What a build did: counts, skipped files and timings."""
+
+    index_dir: Path
+    files_indexed: int = 0
+    chunks: int = 0
+    skipped: list[SkippedFile] = field(default_factory=list)
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    embed_seconds: float = 0.0
+    tokens: int = 0
+
+    @property
+    def pipeline_seconds(self) -> float:
+        """Time spent walking, reading, chunking, embedding and writing (model loading excluded)."""
+        return max(0.0, self.seconds - self.model_seconds)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the report as JSON-ready data."""
+        return {
+            "index": str(self.index_dir),
+            "files_indexed": self.files_indexed,
+            "chunks": self.chunks,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "model_seconds": round(self.model_seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
+            "chunks_per_second": round(self.chunks / self.pipeline_seconds, 2)
+            if self.pipeline_seconds
+            else None,
+            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+        }

@@ -1,0 +1,198 @@
+"""Open an index and search it: ``Index.open``, ``search``, ``search_many``, ``info``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.config import INDEX_DIRNAME
+from indexer.embedding import Embedder, load_embedder
+from indexer.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
+from indexer.manifest import IndexManifest
+from indexer.models import resolve_model
+from indexer.store import ChunkTable, check_files, read_vectors
+from search.results import SearchResult, result_from_row
+
+MAX_QUERY_CHARS = 10_000
+
+
+def find_index(start: str | Path | None = None) -> Path:
+    """The nearest ``.semindex`` folder in ``start`` (default: the current folder) or its parents."""
+    here = Path(start or Path.cwd()).expanduser().resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / INDEX_DIRNAME
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    raise IndexNotFoundError(
+        f"no {INDEX_DIRNAME} index in {here} or its parents; build one with "
+        "'semindex index FOLDER' or pass --index DIR"
+    )
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    """What ``semindex info`` shows about an index."""
+
+    path: str
+    model: str
+    dimension: int
+    documents: int
+    chunks: int
+    size_bytes: int
+    created_at: str
+    faiss_type: str
+    chunking: dict[str, Any]
+    versions: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the info as JSON-ready data."""
+        return dict(self.__dict__)
+
+
+class Index:
+    """A built index, opened for searching. Create one with ``Index.open``."""
+
+    def __init__(self, directory: Path, manifest: IndexManifest, vectors: Any, rows: ChunkTable,
+                 embedder: Embedder | None, model: str | None) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self._vectors = vectors
+        self._rows = rows
+        self._embedder = embedder
+        self._model = model
+
+    @classmethod
+    def open(cls, path: str | Path | None = None, *, model: str | None = None,
+             embedder: Embedder | None = None) -> Index:
+        """Open the index at ``path`` (default: the nearest ``.semindex`` upwards).
+
+        Args:
+            path: The index folder, or a folder that holds a ``.semindex`` index.
+            model: Refuse to open unless the index was built with this model (name or path).
+            embedder: A loaded model to embed queries with (it must match the index's model).
+
+        Raises:
+            IndexNotFoundError: No index there.
+            IndexCorruptError: A file of the index is missing, damaged or inconsistent.
+            ModelMismatchError: ``model`` or ``embedder`` differs from the index's model.
+        """
+        directory = find_index() if path is None else Path(path).expanduser().resolve()
+        if path is not None and not (directory / "manifest.json").is_file():
+            if (directory / INDEX_DIRNAME / "manifest.json").is_file():
+                directory = directory / INDEX_DIRNAME
+        manifest = IndexManifest.load(directory)
+        if model is not None:
+            wanted = resolve_model(model).name
+            if wanted != manifest.model_name:
+                raise ModelMismatchError(
+                    f"the index at {directory} was built with model {manifest.model_name}, not {wanted}; "
+                    "drop --model to use the index's own model, or rebuild with --model"
+                )
+        if embedder is not None and embedder.name != manifest.model_name:
+            raise ModelMismatchError(
+                f"the index at {directory} was built with model {manifest.model_name}, "
+                f"but the embedder given is {embedder.name}"
+            )
+        check_files(directory, manifest)
+        vectors = read_vectors(directory, manifest)
+        rows = ChunkTable(directory)
+        if rows.num_rows != vectors.ntotal:
+            raise IndexCorruptError(
+                f"{directory}: chunks.parquet has {rows.num_rows} rows but index.faiss has "
+                f"{vectors.ntotal} vectors; rebuild the index"
+            )
+        return cls(directory, manifest, vectors, rows, embedder, model)
+
+    @property
+    def embedder(self) -> Embedder:
+        """The index's own model, loaded on first use."""
+        if self._embedder is None:
+            embedder = load_embedder(self._model or self.manifest.model_name)
+            if embedder.dimension != self.manifest.dimension:
+                raise ModelMismatchError(
+                    f"model {embedder.name} makes {embedder.dimension}-dimensional vectors, the index "
+                    f"holds {self.manifest.dimension}; rebuild the index"
+                )
+            self._embedder = embedder
+        return self._embedder
+
+    def __len__(self) -> int:
+        return int(self._vectors.ntotal)
+
+    def search(self, query: str, k: int = 10) -> list[SearchResult]:
+        """The ``k`` chunks closest to ``query`` by cosine similarity, best first."""
+        return self.search_many([query], k=k)[0]
+
+    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[SearchResult]]:
+        """``search`` for several queries at once (their embeddings are computed in one batch)."""
+        if isinstance(queries, str):
+            raise QueryError("search_many takes a list of queries; use search() for one")
+        _check_k(k)
+        for number, query in enumerate(queries, start=1):
+            _check_query(query, number if len(queries) > 1 else None)
+        if not queries or len(self) == 0:
+            return [[] for _ in queries]
+        vectors = self.embedder.embed_queries(list(queries))
+        return self.search_vectors(vectors, k)
+
+    def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[SearchResult]]:
+        """Search with query vectors already made (rows are normalised here)."""
+        _check_k(k)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dimension:
+            raise QueryError(
+                f"query vectors must have shape (n, {self.manifest.dimension}), got {vectors.shape}"
+            )
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+        if len(self) == 0:
+            return [[] for _ in range(len(vectors))]
+        scores, ids = self._vectors.search(vectors, min(k, len(self)))
+        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
+        rows = dict(zip(wanted, self._rows.rows(wanted), strict=True))
+        results = []
+        for query_scores, query_ids in zip(scores, ids, strict=True):
+            hits = []
+            for score, row_id in zip(query_scores, query_ids, strict=True):
+                if row_id < 0:
+                    continue  # FAISS pads with -1 when it has fewer hits than asked for
+                # Inner product of unit vectors is cosine; rounding can step just past 1.
+                cosine = float(min(1.0, max(-1.0, score)))
+                hits.append(result_from_row(len(hits) + 1, cosine, rows[int(row_id)]))
+            results.append(hits)
+        return results
+
+    def info(self) -> IndexInfo:
+        """Facts about the index: model, size, counts, creation time."""
+        size = sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+        return IndexInfo(
+            path=str(self.directory),
+            model=self.manifest.model_name,
+            dimension=self.manifest.dimension,
+            documents=int(self.manifest.counts.get("documents", 0)),
+            chunks=len(self),
+            size_bytes=size,
+            created_at=self.manifest.created_at,
+            faiss_type=str(self.manifest.faiss.get("type", "")),
+            chunking=dict(self.manifest.chunking),
+            versions=dict(self.manifest.versions),
+        )
+
+
+def _check_k(k: int) -> None:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise QueryError(f"k must be a whole number of at least 1 (got {k!r})")
+
+
+def _check_query(query: object, number: int | None) -> None:
+    where = f"query {number}" if number is not None else "the query"
+    if not isinstance(query, str):
+        raise QueryError(f"{where} must be text, not {type(query).__name__}")
+    if not query.strip():
+        raise QueryError(f"{where} is empty; type some words to search for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(f"{where} is longer than {MAX_QUERY_CHARS} characters; shorten it")
