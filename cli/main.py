@@ -33,7 +33,9 @@ _state = {"debug": False}
 # Options shared by several commands, defined once.
 IndexOption = Annotated[
     Optional[Path],
-    typer.Option("--index", "-i", help="Index folder (default: the nearest .semindex in this folder or its parents)."),
+    typer.Option(
+        "--index", "-i", help="Index folder (default: the nearest .semindex in this folder or its parents)."
+    ),
 ]
 ModelOption = Annotated[
     Optional[str],
@@ -47,8 +49,14 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def _show_warning(message: warnings.WarningMessage | Warning | str, category: type[Warning],
-                  filename: str, lineno: int, file: object = None, line: object = None) -> None:
+def _show_warning(
+    message: warnings.WarningMessage | Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: object = None,
+    line: object = None,
+) -> None:
     from indexer.embedding import SemindexWarning
 
     if issubclass(category, SemindexWarning):
@@ -97,7 +105,8 @@ def index(
         Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: the model's limit).")
     ] = None,
     overlap_tokens: Annotated[
-        Optional[int], typer.Option("--overlap-tokens", help="Tokens shared by neighbouring chunks [default: 32].")
+        Optional[int],
+        typer.Option("--overlap-tokens", help="Tokens shared by neighbouring chunks [default: 32]."),
     ] = None,
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Replace an existing index even if built with other settings.")
@@ -163,7 +172,9 @@ def search(
     query: Annotated[Optional[str], typer.Argument(help="What to search for, in your own words.")] = None,
     queries: Annotated[
         Optional[str],
-        typer.Option("--queries", help="File of queries, one a line ('-' reads stdin); prints JSON Lines with --json."),
+        typer.Option(
+            "--queries", help="File of queries, one a line ('-' reads stdin); prints JSON Lines with --json."
+        ),
     ] = None,
     index_dir: IndexOption = None,
     k: Annotated[int, typer.Option("-k", "--top", help="How many results to return.")] = 10,

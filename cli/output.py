@@ -36,7 +36,9 @@ def format_results(results: Sequence[Any]) -> str:
         return "no results"
     lines = []
     for hit in results:
-        lines.append(f"{hit.rank:>3}. {hit.score:.4f}  {location(hit.path, hit.start_line, hit.end_line, hit.page)}")
+        lines.append(
+            f"{hit.rank:>3}. {hit.score:.4f}  {location(hit.path, hit.start_line, hit.end_line, hit.page)}"
+        )
         lines.append(f"     {snippet(hit.text)}")
     return "\n".join(lines)
 

@@ -33,12 +33,15 @@ class BuildProgressBar:
         self._task = self._progress.add_task("starting", total=None, files="-", chunks=0, rate="-")
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 trace: TracebackType | None) -> None:
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, trace: TracebackType | None
+    ) -> None:
         self._progress.stop()
 
     def __call__(self, event: Any) -> None:
-        rate = f"{event.chunks_embedded / event.elapsed:.1f}" if event.elapsed and event.chunks_embedded else "-"
+        rate = (
+            f"{event.chunks_embedded / event.elapsed:.1f}" if event.elapsed and event.chunks_embedded else "-"
+        )
         self._progress.update(
             self._task,
             description=event.stage,

@@ -13,6 +13,7 @@ from indexer.embedding import SentenceTransformerEmbedder, load_embedder
 from indexer.errors import IndexExistsError, InputError, NothingToIndexError
 from indexer.extract import extract_file
 from indexer.manifest import IndexManifest
+from indexer.models import resolve_model
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
 from indexer.store import IndexWriter, clean_leftovers
 from indexer.walk import walk_folder
@@ -55,14 +56,15 @@ def _existing_settings(index_dir: Path) -> IndexManifest | None:
         return None
 
 
-def _check_compatible(
-    existing: IndexManifest, model_name: str, chunking: ResolvedChunking, index_dir: Path
-) -> None:
+def _check_same_model(existing: IndexManifest, model_name: str, index_dir: Path) -> None:
     if existing.model_name != model_name:
         raise IndexExistsError(
             f"{index_dir} was built with model {existing.model_name}, not {model_name}; "
             "add --rebuild to replace it, or choose another --index"
         )
+
+
+def _check_same_chunking(existing: IndexManifest, chunking: ResolvedChunking, index_dir: Path) -> None:
     if existing.chunking != chunking.to_dict():
         raise IndexExistsError(
             f"{index_dir} was built with chunking {existing.chunking}, not {chunking.to_dict()}; "
@@ -102,12 +104,15 @@ def build_index(
     config = config or BuildConfig()
     clean_leftovers(target)
     existing = None if rebuild else _existing_settings(target)
-    if existing is not None and model is None and embedder is None:
-        model = existing.model_name
-    if existing is not None and chunking is None:
-        chunking = ChunkingConfig(
-            existing.chunking.get("max_tokens"), existing.chunking.get("overlap_tokens", 32)
-        )
+    if existing is not None:
+        if model is None and embedder is None:
+            model = existing.model_name
+        wanted = embedder.name if embedder is not None else resolve_model(model).name
+        _check_same_model(existing, wanted, target)
+        if chunking is None:
+            chunking = ChunkingConfig(
+                existing.chunking.get("max_tokens"), existing.chunking.get("overlap_tokens", 32)
+            )
     if progress is not None:
         progress(BuildProgress("loading model", 0, 0, 0, 0, 0, time.perf_counter() - started))
     loading = time.perf_counter()
@@ -115,7 +120,7 @@ def build_index(
     model_seconds = time.perf_counter() - loading
     settings = (chunking or ChunkingConfig()).resolve(embedder.token_limit)
     if existing is not None:
-        _check_compatible(existing, embedder.name, settings, target)
+        _check_same_chunking(existing, settings, target)
 
     report = BuildReport(index_dir=target, model_seconds=model_seconds)
     if progress is not None:
@@ -216,7 +221,12 @@ def _run_pipeline(
         if progress is not None:
             progress(
                 BuildProgress(
-                    "embedding", len(sources), bytes_total, files_done, bytes_done, report.chunks,
+                    "embedding",
+                    len(sources),
+                    bytes_total,
+                    files_done,
+                    bytes_done,
+                    report.chunks,
                     time.perf_counter() - started,
                 )
             )

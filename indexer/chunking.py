@@ -9,8 +9,8 @@ space between words, and never fall inside a word unless one word alone exceeds 
 from __future__ import annotations
 
 import bisect
-import re
 import hashlib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -132,14 +132,10 @@ def content_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
-def chunk_document(
-    document: Document, tokenizer: Tokenizer, settings: ResolvedChunking
-) -> list[Chunk]:
+def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedChunking) -> list[Chunk]:
     """Split one document into chunks that each fit the model's input."""
     text = document.text
-    spans = plan_spans(
-        text, tokenizer.token_offsets(text), settings.max_tokens, settings.overlap_tokens
-    )
+    spans = plan_spans(text, tokenizer.token_offsets(text), settings.max_tokens, settings.overlap_tokens)
     spans = _enforce_limit(text, spans, tokenizer, settings.max_tokens)
     lines = _LineIndex(text)
     source = document.source
@@ -164,9 +160,7 @@ def chunk_document(
     return chunks
 
 
-def _enforce_limit(
-    text: str, spans: list[Span], tokenizer: Tokenizer, max_tokens: int
-) -> list[Span]:
+def _enforce_limit(text: str, spans: list[Span], tokenizer: Tokenizer, max_tokens: int) -> list[Span]:
     """Re-tokenize each span alone and split any that grew past the limit.
 
     Some tokenizers (SentencePiece, byte-level BPE) tokenize a span's edges differently when it

@@ -93,9 +93,7 @@ class SentenceTransformerEmbedder:
         self.document_prefix = str(prompts.get("document", "") or "")
         backend = getattr(model.tokenizer, "backend_tokenizer", None)
         if backend is None:
-            raise ModelError(
-                f"the tokenizer of {ref.name} has no fast (Rust) version, which chunking needs"
-            )
+            raise ModelError(f"the tokenizer of {ref.name} has no fast (Rust) version, which chunking needs")
         self.tokenizer = ModelTokenizer(backend)
         prefix_tokens = self.tokenizer.count_tokens([self.document_prefix])[0]
         # Room left for a chunk's own tokens once special tokens and any prefix are added.
@@ -148,8 +146,11 @@ def _pooling_mode(model: Any) -> str:
                 return "+".join(str(m) for m in mode)
             if mode:
                 return str(mode)
-            enabled = [k[len("pooling_mode_") :] for k, v in config.items()
-                       if k.startswith("pooling_mode_") and v is True]
+            enabled = [
+                k[len("pooling_mode_") :]
+                for k, v in config.items()
+                if k.startswith("pooling_mode_") and v is True
+            ]
             return "+".join(enabled) or "unknown"
     return "model"
 

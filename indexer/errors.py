@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+REBUILD_HINT = "rebuild it with: semindex index FOLDER --rebuild"
+
 
 class SemindexError(Exception):
     """Base class of every error semindex raises on purpose."""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer import __version__
-from indexer.errors import IndexCorruptError, IndexNotFoundError
+from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError
 
 FORMAT_NAME = "semindex"
 FORMAT_VERSION = 1
@@ -95,14 +95,12 @@ class IndexManifest:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise IndexCorruptError(
-                f"{path} is unreadable ({exc}); rebuild the index with: semindex index FOLDER --rebuild"
-            ) from exc
+            raise IndexCorruptError(f"{path} is unreadable ({exc}); " + REBUILD_HINT) from exc
         if not isinstance(data, dict) or data.get("format") != FORMAT_NAME:
-            raise IndexCorruptError(f"{path} is not a semindex manifest; rebuild the index")
+            raise IndexCorruptError(f"{path} is not a semindex manifest; " + REBUILD_HINT)
         missing = [key for key in _REQUIRED if key not in data]
         if missing:
-            raise IndexCorruptError(f"{path} lacks {', '.join(missing)}; rebuild the index")
+            raise IndexCorruptError(f"{path} lacks {', '.join(missing)}; " + REBUILD_HINT)
         if data["format_version"] > FORMAT_VERSION:
             raise IndexCorruptError(
                 f"{path} has format version {data['format_version']}, newer than this semindex "
@@ -112,4 +110,4 @@ class IndexManifest:
         try:
             return cls(**{k: v for k, v in data.items() if k in known})
         except TypeError as exc:
-            raise IndexCorruptError(f"{path} is malformed ({exc}); rebuild the index") from exc
+            raise IndexCorruptError(f"{path} is malformed ({exc}); " + REBUILD_HINT) from exc

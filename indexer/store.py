@@ -6,6 +6,7 @@ then moves it into place, so a reader never sees half an index.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indexer.embedding import normalize_rows
-from indexer.errors import IndexCorruptError, IndexExistsError
+from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexExistsError
 from indexer.manifest import CHUNKS_FILE, FAISS_FILE, MANIFEST_FILE, IndexManifest
 from indexer.records import Chunk
 
@@ -132,10 +133,8 @@ class IndexWriter:
 
     def abort(self) -> None:
         """Throw away everything written so far."""
-        try:
+        with contextlib.suppress(Exception):  # already closed, or broken by the error that led here
             self._parquet.close()
-        except Exception:  # already closed or never opened properly
-            pass
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
@@ -177,13 +176,12 @@ def check_files(directory: Path, manifest: IndexManifest) -> None:
     for name, facts in manifest.files.items():
         path = directory / name
         if not path.is_file():
-            raise IndexCorruptError(f"{path} is missing; rebuild the index with: semindex index FOLDER --rebuild")
+            raise IndexCorruptError(f"{path} is missing; " + REBUILD_HINT)
         size = path.stat().st_size
         expected = facts.get("bytes")
         if expected is not None and size != expected:
             raise IndexCorruptError(
-                f"{path} has {size} bytes, the manifest says {expected}: it is damaged; "
-                "rebuild the index with: semindex index FOLDER --rebuild"
+                f"{path} has {size} bytes, the manifest says {expected}: it is damaged; {REBUILD_HINT}"
             )
 
 
@@ -193,17 +191,16 @@ def read_vectors(directory: Path, manifest: IndexManifest) -> Any:
     try:
         index = _faiss().read_index(str(path))
     except RuntimeError as exc:
-        raise IndexCorruptError(
-            f"{path} is not a readable FAISS index; rebuild the index with: semindex index FOLDER --rebuild"
-        ) from exc
+        raise IndexCorruptError(f"{path} is not a readable FAISS index; " + REBUILD_HINT) from exc
     if index.d != manifest.dimension:
         raise IndexCorruptError(
-            f"{path} holds {index.d}-dimensional vectors, the manifest says {manifest.dimension}; rebuild the index"
+            f"{path} holds {index.d}-dimensional vectors, the manifest says {manifest.dimension}; "
+            + REBUILD_HINT
         )
     if index.ntotal != manifest.counts.get("chunks"):
         raise IndexCorruptError(
             f"{path} holds {index.ntotal} vectors, the manifest says {manifest.counts.get('chunks')} chunks; "
-            "rebuild the index"
+            + REBUILD_HINT
         )
     return index
 
@@ -216,9 +213,7 @@ class ChunkTable:
         try:
             self._file = pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as exc:
-            raise IndexCorruptError(
-                f"{path} is not a readable Parquet file; rebuild the index with: semindex index FOLDER --rebuild"
-            ) from exc
+            raise IndexCorruptError(f"{path} is not a readable Parquet file; " + REBUILD_HINT) from exc
         meta = self._file.metadata
         self.num_rows = meta.num_rows
         self._starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
@@ -231,7 +226,7 @@ class ChunkTable:
             try:
                 table = self._file.read_row_group(number)
             except (OSError, pa.ArrowException) as exc:
-                raise IndexCorruptError(f"cannot read chunk rows ({exc}); rebuild the index") from exc
+                raise IndexCorruptError(f"cannot read chunk rows ({exc}); " + REBUILD_HINT) from exc
             self._cache[number] = table
             if len(self._cache) > self._cache_groups:
                 self._cache.popitem(last=False)
@@ -244,7 +239,7 @@ class ChunkTable:
         out = []
         for row_id in row_ids:
             if not 0 <= row_id < self.num_rows:
-                raise IndexCorruptError(f"row {row_id} is outside chunks.parquet; rebuild the index")
+                raise IndexCorruptError(f"row {row_id} is outside chunks.parquet; " + REBUILD_HINT)
             group = int(np.searchsorted(self._starts, row_id, side="right")) - 1
             table = self._group(group)
             out.append(table.slice(row_id - int(self._starts[group]), 1).to_pylist()[0])

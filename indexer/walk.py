@@ -16,9 +16,7 @@ def _is_virtualenv(path: Path) -> bool:
     return (path / "pyvenv.cfg").is_file()
 
 
-def walk_folder(
-    root: Path, exclude: tuple[Path, ...] = ()
-) -> Iterator[SourceFile | SkippedFile]:
+def walk_folder(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[SourceFile | SkippedFile]:
     """Yield every candidate file under ``root`` in a stable order, or why one was left out.
 
     Hidden files and folders, virtualenvs and ``node_modules`` are left out silently; links

@@ -11,7 +11,7 @@ import numpy as np
 
 from indexer.config import INDEX_DIRNAME
 from indexer.embedding import Embedder, load_embedder
-from indexer.errors import IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
+from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.store import ChunkTable, check_files, read_vectors
@@ -56,8 +56,15 @@ class IndexInfo:
 class Index:
     """A built index, opened for searching. Create one with ``Index.open``."""
 
-    def __init__(self, directory: Path, manifest: IndexManifest, vectors: Any, rows: ChunkTable,
-                 embedder: Embedder | None, model: str | None) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        manifest: IndexManifest,
+        vectors: Any,
+        rows: ChunkTable,
+        embedder: Embedder | None,
+        model: str | None,
+    ) -> None:
         self.directory = directory
         self.manifest = manifest
         self._vectors = vectors
@@ -66,8 +73,9 @@ class Index:
         self._model = model
 
     @classmethod
-    def open(cls, path: str | Path | None = None, *, model: str | None = None,
-             embedder: Embedder | None = None) -> Index:
+    def open(
+        cls, path: str | Path | None = None, *, model: str | None = None, embedder: Embedder | None = None
+    ) -> Index:
         """Open the index at ``path`` (default: the nearest ``.semindex`` upwards).
 
         Args:
@@ -81,9 +89,13 @@ class Index:
             ModelMismatchError: ``model`` or ``embedder`` differs from the index's model.
         """
         directory = find_index() if path is None else Path(path).expanduser().resolve()
-        if path is not None and not (directory / "manifest.json").is_file():
-            if (directory / INDEX_DIRNAME / "manifest.json").is_file():
-                directory = directory / INDEX_DIRNAME
+        nested = directory / INDEX_DIRNAME
+        if (
+            path is not None
+            and not (directory / "manifest.json").is_file()
+            and (nested / "manifest.json").is_file()
+        ):
+            directory = nested
         manifest = IndexManifest.load(directory)
         if model is not None:
             wanted = resolve_model(model).name
@@ -103,7 +115,7 @@ class Index:
         if rows.num_rows != vectors.ntotal:
             raise IndexCorruptError(
                 f"{directory}: chunks.parquet has {rows.num_rows} rows but index.faiss has "
-                f"{vectors.ntotal} vectors; rebuild the index"
+                f"{vectors.ntotal} vectors; {REBUILD_HINT}"
             )
         return cls(directory, manifest, vectors, rows, embedder, model)
 
@@ -115,7 +127,7 @@ class Index:
             if embedder.dimension != self.manifest.dimension:
                 raise ModelMismatchError(
                     f"model {embedder.name} makes {embedder.dimension}-dimensional vectors, the index "
-                    f"holds {self.manifest.dimension}; rebuild the index"
+                    f"holds {self.manifest.dimension}; {REBUILD_HINT}"
                 )
             self._embedder = embedder
         return self._embedder
@@ -156,7 +168,7 @@ class Index:
         rows = dict(zip(wanted, self._rows.rows(wanted), strict=True))
         results = []
         for query_scores, query_ids in zip(scores, ids, strict=True):
-            hits = []
+            hits: list[SearchResult] = []
             for score, row_id in zip(query_scores, query_ids, strict=True):
                 if row_id < 0:
                     continue  # FAISS pads with -1 when it has fewer hits than asked for

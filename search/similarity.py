@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
-
-import warnings
 
 from indexer.embedding import Embedder, SemindexWarning, load_embedder
 from indexer.errors import QueryError

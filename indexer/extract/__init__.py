@@ -11,12 +11,63 @@ from indexer.records import Document, SkippedFile, SourceFile
 # Formats whose text needs a parser this version does not have; skipped with a reason.
 UNSUPPORTED_EXTENSIONS = frozenset(
     {
-        ".pdf", ".docx", ".doc", ".odt", ".xlsx", ".xls", ".pptx", ".ppt", ".epub",
-        ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ico", ".svgz",
-        ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".zst",
-        ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".class", ".jar", ".pyc", ".wasm",
-        ".mp3", ".mp4", ".wav", ".flac", ".ogg", ".mov", ".avi", ".mkv", ".webm",
-        ".ttf", ".otf", ".woff", ".woff2", ".parquet", ".faiss", ".npy", ".pkl", ".db", ".sqlite",
+        ".pdf",
+        ".docx",
+        ".doc",
+        ".odt",
+        ".xlsx",
+        ".xls",
+        ".pptx",
+        ".ppt",
+        ".epub",
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".gif",
+        ".bmp",
+        ".webp",
+        ".tif",
+        ".tiff",
+        ".ico",
+        ".svgz",
+        ".zip",
+        ".gz",
+        ".tgz",
+        ".bz2",
+        ".xz",
+        ".7z",
+        ".rar",
+        ".tar",
+        ".zst",
+        ".exe",
+        ".dll",
+        ".so",
+        ".dylib",
+        ".o",
+        ".a",
+        ".class",
+        ".jar",
+        ".pyc",
+        ".wasm",
+        ".mp3",
+        ".mp4",
+        ".wav",
+        ".flac",
+        ".ogg",
+        ".mov",
+        ".avi",
+        ".mkv",
+        ".webm",
+        ".ttf",
+        ".otf",
+        ".woff",
+        ".woff2",
+        ".parquet",
+        ".faiss",
+        ".npy",
+        ".pkl",
+        ".db",
+        ".sqlite",
     }
 )
 
@@ -29,9 +80,7 @@ def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFi
     if suffix in UNSUPPORTED_EXTENSIONS:
         return SkippedFile(source.path, f"unsupported format ({suffix})")
     if source.size > max_file_size:
-        return SkippedFile(
-            source.path, f"larger than the {max_file_size // (1024 * 1024)} MiB limit"
-        )
+        return SkippedFile(source.path, f"larger than the {max_file_size // (1024 * 1024)} MiB limit")
     try:
         data = source.absolute.read_bytes()
     except OSError as exc:

@@ -1,0 +1,96 @@
+"""Reading files: text decoding, binary sniffing, skipping, and walking a folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from indexer.extract import extract_file
+from indexer.extract.text import decode_text, looks_binary
+from indexer.records import Document, SkippedFile, SourceFile
+from indexer.walk import walk_folder
+from tests.conftest import write_files
+
+
+def source(path: Path, root: Path) -> SourceFile:
+    stat = path.stat()
+    return SourceFile(path.relative_to(root).as_posix(), path, stat.st_size, stat.st_mtime)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("café Zürich".encode(), "café Zürich"),
+        ("\ufeffcafé".encode(), "café"),
+        ("café".encode("utf-16"), "café"),
+        ("café naïve".encode("cp1252"), "café naïve"),
+        (b"line one\r\nline two\r", "line one\nline two\n"),
+    ],
+)
+def test_decode_text(data: bytes, expected: str) -> None:
+    assert decode_text(data)[0] == expected
+
+
+def test_binary_sniffing() -> None:
+    assert looks_binary(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")
+    assert not looks_binary("plain text, ünïcode".encode())
+    assert not looks_binary("utf-16 text".encode("utf-16"))
+
+
+def test_extract_skips_with_reasons(tmp_path: Path) -> None:
+    """Guards against empty files being embedded as empty text."""
+    write_files(
+        tmp_path,
+        {
+            "empty.txt": "",
+            "blank.md": "  \n\t\n",
+            "image.bin": b"\x00\x01\x02\x03" * 100,
+            "photo.png": b"\x89PNG",
+            "ok.txt": "Real text here.",
+        },
+    )
+    outcomes = {p.name: extract_file(source(p, tmp_path), 1 << 20) for p in tmp_path.iterdir()}
+    assert isinstance(outcomes["ok.txt"], Document)
+    reasons = {name: o.reason for name, o in outcomes.items() if isinstance(o, SkippedFile)}
+    assert reasons == {
+        "empty.txt": "empty or whitespace-only",
+        "blank.md": "empty or whitespace-only",
+        "image.bin": "binary content",
+        "photo.png": "unsupported format (.png)",
+    }
+    big = extract_file(source(tmp_path / "ok.txt", tmp_path), 4)
+    assert isinstance(big, SkippedFile) and "limit" in big.reason
+
+
+def test_walk_skips_hidden_and_tool_folders(tmp_path: Path) -> None:
+    write_files(
+        tmp_path,
+        {
+            "a.txt": "a",
+            "sub/b.md": "b",
+            ".hidden/c.txt": "c",
+            ".secret.txt": "d",
+            "node_modules/pkg/e.js": "e",
+            "venv/pyvenv.cfg": "home = /usr",
+            "venv/lib/f.py": "f",
+            ".semindex/manifest.json": "{}",
+        },
+    )
+    found = [f.path for f in walk_folder(tmp_path) if isinstance(f, SourceFile)]
+    assert found == ["a.txt", "sub/b.md"]
+
+
+def test_walk_links_stay_inside_and_never_repeat(tmp_path: Path) -> None:
+    root = write_files(tmp_path / "root", {"a.txt": "a", "sub/b.txt": "b"})
+    outside = write_files(tmp_path / "outside", {"secret.txt": "s"})
+    os.symlink(root / "a.txt", root / "link-to-a.txt")
+    os.symlink(root / "sub", root / "loop")
+    os.symlink(outside, root / "escape")
+    os.symlink(root / "missing.txt", root / "dangling.txt")
+    results = list(walk_folder(root))
+    files = sorted(f.path for f in results if isinstance(f, SourceFile))
+    assert files == ["a.txt", "sub/b.txt"] or files == ["a.txt", "loop/b.txt"]
+    skipped = {s.path: s.reason for s in results if isinstance(s, SkippedFile)}
+    assert skipped == {"dangling.txt": "dangling link", "escape": "link leads outside the indexed folder"}

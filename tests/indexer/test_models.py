@@ -1,0 +1,62 @@
+"""Finding and loading models: the packaged default, local folders, plain Hugging Face BERTs."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.build import build_index
+from indexer.embedding import SemindexWarning, SentenceTransformerEmbedder
+from indexer.errors import ModelError
+from indexer.models import default_model_dir, resolve_model
+from search import Index
+from tests.conftest import write_files
+
+
+def test_default_model_comes_from_its_package() -> None:
+    ref = resolve_model(None)
+    assert ref.source == "package" and ref.name == "sentence-transformers/all-MiniLM-L6-v2"
+    assert Path(ref.location) == default_model_dir()
+    assert resolve_model("all-MiniLM-L6-v2") == ref == resolve_model("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def test_default_model_settings(embedder: SentenceTransformerEmbedder) -> None:
+    described = embedder.describe()
+    assert described["dimension"] == 384 and described["pooling"] == "mean"
+    assert described["max_seq_length"] == 256 and embedder.token_limit == 254
+
+
+def test_missing_model_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        resolve_model(str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="holds no model"):
+        resolve_model(str(tmp_path / "empty"))
+
+
+def test_unknown_hub_model_fails_with_advice() -> None:
+    ref = resolve_model("no-such-org/no-such-model-xyz")
+    assert ref.source == "hub"
+    with pytest.raises(ModelError, match="pass a local folder with --model"):
+        SentenceTransformerEmbedder(ref)
+
+
+def test_plain_bert_gets_mean_pooling_and_a_warning(tiny_bert: Path, tmp_path: Path) -> None:
+    """A raw BERT (as in the tutorial) works, pooled over the attention mask, with a warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bert = SentenceTransformerEmbedder(resolve_model(str(tiny_bert)))
+    assert any(issubclass(w.category, SemindexWarning) and "not trained" in str(w.message) for w in caught)
+    assert bert.pooling == "mean" and bert.dimension == 32
+    alone = bert.embed_documents(["Hi"])[0]
+    batched = bert.embed_documents(["Hi", "a much longer sentence that forces padding " * 5])[0]
+    assert float(alone @ batched) >= 0.9999
+    assert np.linalg.norm(alone) == pytest.approx(1.0, abs=1e-5)
+    folder = write_files(tmp_path / "docs", {"a.txt": "alpha beta", "b.txt": "gamma delta"})
+    build_index(folder, embedder=bert)
+    index = Index.open(folder / ".semindex", embedder=bert)
+    assert index.manifest.model_name == str(tiny_bert)
+    assert len(index.search("alpha beta", k=5)) == 2
