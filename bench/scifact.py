@@ -29,14 +29,16 @@ ROOT = Path(__file__).resolve().parent.parent
 SEMINDEX = [sys.executable, "-m", "cli"]
 
 
-def write_corpus(corpus_file: Path, folder: Path) -> int:
-    """One text file per abstract; returns the number written."""
+def write_corpus(corpus_file: Path, folder: Path, limit: int | None = None) -> int:
+    """One text file per abstract (the first ``limit`` only, if given); returns the number written."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     count = 0
     with open(corpus_file, encoding="utf-8") as handle:
         for line in handle:
+            if limit is not None and count >= limit:
+                break
             record = json.loads(line)
             doc_id = str(record["_id"]).replace("/", "_")
             body = f"{record.get('title', '').strip()}\n\n{record.get('text', '').strip()}\n"
@@ -92,19 +94,22 @@ def run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-def plain_encode_seconds(model: str | None, texts: list[str], batch_size: int) -> float:
-    """Seconds plain SentenceTransformer.encode takes over ``texts`` (model loading excluded)."""
+def plain_encode(index_dir: Path, model: str | None, batch_size: int = 32) -> None:
+    """Print the seconds plain SentenceTransformer.encode takes over the index's chunk texts.
+
+    Runs in its own process, like the pipeline, so both start from the same state.
+    """
     sys.path.insert(0, str(ROOT))
+    import pyarrow.parquet as pq
     from sentence_transformers import SentenceTransformer
 
     from indexer.models import resolve_model
 
-    ref = resolve_model(model)
-    st = SentenceTransformer(ref.location, device="cpu")
-    st.encode(texts[:64], batch_size=batch_size)  # warm-up, as the pipeline's first batch warms too
+    texts = pq.read_table(index_dir / "chunks.parquet", columns=["text"]).column("text").to_pylist()
+    st = SentenceTransformer(resolve_model(model).location, device="cpu")
     started = time.perf_counter()
     st.encode(texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-    return time.perf_counter() - started
+    print(json.dumps({"chunks": len(texts), "seconds": time.perf_counter() - started}))
 
 
 def main() -> None:
@@ -114,10 +119,20 @@ def main() -> None:
     parser.add_argument("--split", default="test")
     parser.add_argument("--model", default=None)
     parser.add_argument("--skip-throughput", action="store_true", help="only measure quality")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="index only the first N abstracts (quality figures then mean little)",
+    )
+    parser.add_argument("--baseline", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.baseline:
+        plain_encode(args.baseline, args.model)
+        return
 
     corpus_dir, index_dir = args.work / "corpus", args.work / "index"
-    documents = write_corpus(args.data / "corpus.jsonl", corpus_dir)
+    documents = write_corpus(args.data / "corpus.jsonl", corpus_dir, args.limit)
     print(f"corpus: {documents} documents written to {corpus_dir}")
 
     command = [
@@ -177,12 +192,13 @@ def main() -> None:
 
     if args.skip_throughput:
         return
-    import pyarrow.parquet as pq
-
-    texts = pq.read_table(index_dir / "chunks.parquet", columns=["text"]).column("text").to_pylist()
-    baseline = plain_encode_seconds(args.model, texts, batch_size=32)
+    command = [sys.executable, __file__, "--baseline", str(index_dir)]
+    if args.model:
+        command += ["--model", args.model]
+    measured = json.loads(run(command).stdout)
+    baseline, chunks = measured["seconds"], measured["chunks"]
     pipeline = report["seconds"] - report["model_seconds"]
-    ours, plain = len(texts) / pipeline, len(texts) / baseline
+    ours, plain = chunks / pipeline, chunks / baseline
     print()
     print("| indexing throughput (same chunks, same run) | chunks/s | tokens/s |")
     print("|---|---|---|")
