@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from indexer.chunking import chunk_document
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SentenceTransformerEmbedder, load_embedder
@@ -29,7 +31,7 @@ class BuildProgress:
     files_done: int
     bytes_done: int
     chunks_embedded: int
-    elapsed: float
+    elapsed: float  # seconds since the stage began
 
 
 ProgressCallback = Callable[[BuildProgress], None]
@@ -134,7 +136,11 @@ def build_index(
 
     writer = IndexWriter(target, embedder.dimension, config.row_group_size)
     try:
-        _run_pipeline(sources, embedder, settings, config, writer, report, progress, started)
+        pipeline = _Pipeline(sources, embedder, config, writer, report, progress)
+        for source, chunks in _document_chunks(sources, embedder, settings, config, report):
+            report.files_indexed += bool(chunks)
+            pipeline.add(source, chunks)
+        pipeline.flush()
         if writer.count == 0:
             raise NothingToIndexError(_nothing_message(root, report))
         report.seconds = time.perf_counter() - started
@@ -191,50 +197,86 @@ def _document_chunks(
         yield source, chunks
 
 
-def _run_pipeline(
-    sources: list[SourceFile],
+def embed_in_length_order(
     embedder: SentenceTransformerEmbedder,
-    settings: ResolvedChunking,
-    config: BuildConfig,
-    writer: IndexWriter,
-    report: BuildReport,
-    progress: ProgressCallback | None,
-    started: float,
-) -> None:
-    bytes_total = sum(s.size for s in sources)
-    files_done = bytes_done = 0
-    batch: list[Chunk] = []
-    batch_files: list[SourceFile] = []
+    chunks: list[Chunk],
+    slice_size: int,
+    on_slice: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embed ``chunks`` longest first, ``slice_size`` at a time; rows return in input order.
 
-    def flush() -> None:
-        nonlocal files_done, bytes_done, batch, batch_files
+    Sorting a large batch by token count keeps each model batch of similar lengths (little
+    padding), and the slices let progress be reported while a large batch is embedded.
+    """
+    order = sorted(range(len(chunks)), key=lambda i: chunks[i].tokens, reverse=True)
+    vectors = np.empty((len(chunks), embedder.dimension), dtype=np.float32)
+    for start in range(0, len(order), slice_size):
+        rows = order[start : start + slice_size]
+        vectors[rows] = embedder.embed_documents([chunks[i].text for i in rows])
+        if on_slice is not None:
+            on_slice(len(rows))
+    return vectors
+
+
+class _Pipeline:
+    """Feeds chunks to the model in large batches and to the writer, reporting progress."""
+
+    def __init__(
+        self,
+        sources: list[SourceFile],
+        embedder: SentenceTransformerEmbedder,
+        config: BuildConfig,
+        writer: IndexWriter,
+        report: BuildReport,
+        progress: ProgressCallback | None,
+    ) -> None:
+        self.sources, self.embedder, self.config = sources, embedder, config
+        self.writer, self.report, self.progress = writer, report, progress
+        self.started = time.perf_counter()
+        self.bytes_total = sum(s.size for s in sources)
+        self.files_done = self.bytes_done = 0
+        self.batch: list[Chunk] = []
+        self.batch_files: list[SourceFile] = []
+
+    def add(self, source: SourceFile, chunks: list[Chunk]) -> None:
+        self.batch.extend(chunks)
+        self.batch_files.append(source)
+        if len(self.batch) >= self.config.embed_batch_chunks:
+            self.flush()
+
+    def flush(self) -> None:
+        batch, files = self.batch, self.batch_files
+        batch_bytes = sum(s.size for s in files)
+        embedded = 0
+
+        def on_slice(count: int) -> None:
+            nonlocal embedded
+            embedded += count
+            self.report.chunks += count
+            # Files finish together at the end of a batch; estimate bytes in between for the ETA.
+            self._notify(self.bytes_done + int(batch_bytes * embedded / len(batch)))
+
         if batch:
             embed_started = time.perf_counter()
-            vectors = embedder.embed_documents([c.text for c in batch])
-            report.embed_seconds += time.perf_counter() - embed_started
-            writer.add(batch, vectors)
-            report.chunks += len(batch)
-            report.tokens += sum(c.tokens for c in batch)
-        files_done += len(batch_files)
-        bytes_done += sum(s.size for s in batch_files)
-        batch, batch_files = [], []
-        if progress is not None:
-            progress(
+            vectors = embed_in_length_order(self.embedder, batch, self.config.embed_slice_chunks, on_slice)
+            self.report.embed_seconds += time.perf_counter() - embed_started
+            self.writer.add(batch, vectors)
+            self.report.tokens += sum(c.tokens for c in batch)
+        self.files_done += len(files)
+        self.bytes_done += batch_bytes
+        self.batch, self.batch_files = [], []
+        self._notify(self.bytes_done)
+
+    def _notify(self, bytes_done: int) -> None:
+        if self.progress is not None:
+            self.progress(
                 BuildProgress(
                     "embedding",
-                    len(sources),
-                    bytes_total,
-                    files_done,
+                    len(self.sources),
+                    self.bytes_total,
+                    self.files_done,
                     bytes_done,
-                    report.chunks,
-                    time.perf_counter() - started,
+                    self.report.chunks,
+                    time.perf_counter() - self.started,
                 )
             )
-
-    for source, chunks in _document_chunks(sources, embedder, settings, config, report):
-        batch.extend(chunks)
-        batch_files.append(source)
-        report.files_indexed += bool(chunks)
-        if len(batch) >= config.embed_batch_chunks:
-            flush()
-    flush()
