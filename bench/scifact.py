@@ -131,6 +131,8 @@ def main() -> None:
         plain_encode(args.baseline, args.model)
         return
 
+    if not (args.data / "corpus.jsonl").is_file():
+        sys.exit(f"Error: no SciFact data at {args.data}; pass --data DIR (a BEIR folder with corpus.jsonl)")
     corpus_dir, index_dir = args.work / "corpus", args.work / "index"
     documents = write_corpus(args.data / "corpus.jsonl", corpus_dir, args.limit)
     print(f"corpus: {documents} documents written to {corpus_dir}")

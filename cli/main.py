@@ -99,7 +99,9 @@ def main(
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="The folder of documents to index.")],
-    index_dir: IndexOption = None,
+    index_dir: Annotated[
+        Optional[Path], typer.Option("--index", "-i", help="Where to write the index (default: FOLDER/.semindex).")
+    ] = None,
     model: ModelOption = None,
     chunk_tokens: Annotated[
         Optional[int], typer.Option("--chunk-tokens", help="Tokens per chunk (default: the model's limit).")
@@ -142,7 +144,7 @@ def _print_build_summary(report: object) -> None:
     rate = report.chunks / report.pipeline_seconds if report.pipeline_seconds else 0.0
     typer.echo(
         f"Indexed {report.files_indexed} files, {report.chunks} chunks in {report.seconds:.1f} s "
-        f"({rate:.1f} chunks/s) into {report.index_dir}",
+        f"({report.model_seconds:.1f} s loading the model, then {rate:.1f} chunks/s) into {report.index_dir}",
         err=True,
     )
     if report.skipped:

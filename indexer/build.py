@@ -68,8 +68,10 @@ def _check_same_model(existing: IndexManifest, model_name: str, index_dir: Path)
 
 def _check_same_chunking(existing: IndexManifest, chunking: ResolvedChunking, index_dir: Path) -> None:
     if existing.chunking != chunking.to_dict():
+        old, new = existing.chunking, chunking.to_dict()
         raise IndexExistsError(
-            f"{index_dir} was built with chunking {existing.chunking}, not {chunking.to_dict()}; "
+            f"{index_dir} was built with chunks of {old.get('max_tokens')} tokens overlapping by "
+            f"{old.get('overlap_tokens')}, not {new['max_tokens']} and {new['overlap_tokens']}; "
             "add --rebuild to replace it"
         )
 
@@ -237,6 +239,7 @@ class _Pipeline:
         self.files_done = self.bytes_done = 0
         self.batch: list[Chunk] = []
         self.batch_files: list[SourceFile] = []
+        self._notify(0)
 
     def add(self, source: SourceFile, chunks: list[Chunk]) -> None:
         self.batch.extend(chunks)

@@ -56,5 +56,5 @@ class BuildConfig:
 
     max_file_size: int = 50 * 1024 * 1024
     embed_batch_chunks: int = 1024  # chunks gathered and sorted by length before embedding
-    embed_slice_chunks: int = 128  # chunks per model call within a batch (progress granularity)
+    embed_slice_chunks: int = 64  # chunks per model call within a batch (progress granularity)
     row_group_size: int = 4096

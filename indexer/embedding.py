@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.errors import ModelError
-from indexer.models import ModelRef, resolve_model
+from indexer.models import ModelRef, check_hub_reachable, resolve_model
 
 
 class SemindexWarning(UserWarning):
@@ -162,17 +162,17 @@ def _is_plain_transformer(ref: ModelRef) -> bool:
 
 
 def _load_sentence_transformer(ref: ModelRef, device: str | None) -> Any:
-    if ref.is_local:
-        # Everything is on disk: make sure no library tries the network anyway.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not ref.is_local:
+        check_hub_reachable(ref.name)
     try:
+        import huggingface_hub.utils
         import transformers
         from sentence_transformers import SentenceTransformer
 
         transformers.logging.set_verbosity_error()
         transformers.logging.disable_progress_bar()
+        huggingface_hub.utils.logging.set_verbosity_error()  # no retry chatter on stderr
     except ImportError as exc:
         raise ModelError(
             f"cannot import sentence-transformers ({exc}); reinstall semindex with its dependencies"

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from indexer.config import DEFAULT_MODEL
 from indexer.errors import ModelError
@@ -53,6 +56,23 @@ def _cached_snapshot(repo_id: str) -> Path | None:
         return None
     except Exception:  # invalid repo ids raise validation errors of several kinds
         return None
+
+
+def check_hub_reachable(name: str, timeout: float = 3.0) -> None:
+    """Fail at once, rather than after minutes of retries, when a model must be downloaded but
+    the Hugging Face hub cannot be reached."""
+    advice = f"model {name} is not on this machine and cannot be downloaded"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        raise ModelError(f"{advice} (HF_HUB_OFFLINE is set); pass a local folder with --model")
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (80 if endpoint.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise ModelError(
+            f"{advice} ({host} is unreachable: {exc.strerror or exc}); pass a local folder with --model"
+        ) from exc
 
 
 def resolve_model(spec: str | None) -> ModelRef:

@@ -8,66 +8,107 @@ from pathlib import Path
 
 from indexer.records import SkippedFile, SourceFile
 
-# Folders that never hold the user's documents.
-SKIP_DIRS = frozenset({"node_modules", "__pycache__", "venv", "env", "site-packages"})
+# Folders that never hold the user's documents (virtualenvs are recognised by pyvenv.cfg).
+SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 
 
 def _is_virtualenv(path: Path) -> bool:
     return (path / "pyvenv.cfg").is_file()
 
 
-def walk_folder(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[SourceFile | SkippedFile]:
-    """Yield every candidate file under ``root`` in a stable order, or why one was left out.
+class _Walk:
+    """One walk of a root: real entries first, links after, so a file's own path wins."""
 
-    Hidden files and folders, virtualenvs and ``node_modules`` are left out silently; links
-    are followed only when their target lies inside ``root`` and has not been seen already.
-    """
-    root = root.resolve()
-    excluded = {p.resolve() for p in exclude}
-    seen: set[tuple[int, int]] = set()
-    stack = [root]
-    while stack:
-        folder = stack.pop()
+    def __init__(self, root: Path, exclude: tuple[Path, ...]) -> None:
+        self.root = root.resolve()
+        self.excluded = {p.resolve() for p in exclude}
+        self.seen: dict[tuple[int, int], str] = {}  # (device, inode) -> the path it was found at
+        self.folders: list[Path] = [self.root]
+        self.links: list[Path] = []
+        stat = self.root.stat()
+        self.seen[(stat.st_dev, stat.st_ino)] = "."
+
+    def relative(self, path: Path) -> str:
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return path.as_posix()
+
+    def run(self) -> Iterator[SourceFile | SkippedFile]:
+        while self.folders or self.links:
+            while self.folders:
+                yield from self.list_folder(self.folders.pop())
+            links, self.links = self.links, []
+            for link in links:
+                yield from self.visit(link, is_link=True)
+
+    def list_folder(self, folder: Path) -> Iterator[SourceFile | SkippedFile]:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield SkippedFile(_relative(root, Path(folder)), f"cannot list folder: {exc.strerror}")
-            continue
+            yield SkippedFile(self.relative(folder), f"cannot list folder: {exc.strerror}")
+            return
         subfolders = []
         for entry in entries:
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            rel = _relative(root, path)
-            try:
-                if entry.is_symlink():
-                    target = path.resolve()
-                    if not target.exists():
-                        yield SkippedFile(rel, "dangling link")
-                        continue
-                    if not target.is_relative_to(root):
-                        yield SkippedFile(rel, "link leads outside the indexed folder")
-                        continue
-                stat = path.stat()
-            except OSError as exc:
-                yield SkippedFile(rel, f"cannot read: {exc.strerror}")
-                continue
-            key = (stat.st_dev, stat.st_ino)
-            if key in seen:
-                continue  # the same file or folder reached twice, through a link
-            seen.add(key)
-            if entry.is_dir():
-                if entry.name in SKIP_DIRS or path.resolve() in excluded or _is_virtualenv(path):
-                    continue
+            if entry.is_symlink():
+                self.links.append(path)
+            elif entry.is_dir(follow_symlinks=False):
                 subfolders.append(path)
-            elif entry.is_file():
-                yield SourceFile(rel, path, stat.st_size, stat.st_mtime)
-        # Reverse so that popping from the stack visits subfolders in name order.
-        stack.extend(reversed(subfolders))
+            else:
+                yield from self.visit(path, is_link=False)
+        # Reversed so that popping visits subfolders in name order.
+        self.folders.extend(reversed([f for f in subfolders if self.keep_folder(f)]))
+
+    def keep_folder(self, path: Path) -> bool:
+        if path.name in SKIP_DIRS or path.resolve() in self.excluded or _is_virtualenv(path):
+            return False
+        try:
+            stat = path.stat()
+        except OSError:
+            return True  # list_folder reports why it cannot be read
+        key = (stat.st_dev, stat.st_ino)
+        if key in self.seen:
+            return False
+        self.seen[key] = self.relative(path)
+        return True
+
+    def visit(self, path: Path, is_link: bool) -> Iterator[SourceFile | SkippedFile]:
+        rel = self.relative(path)
+        try:
+            if is_link:
+                target = path.resolve()
+                if not target.exists():
+                    yield SkippedFile(rel, "dangling link")
+                    return
+                if not target.is_relative_to(self.root):
+                    yield SkippedFile(rel, "link leads outside the indexed folder")
+                    return
+            stat = path.stat()
+        except OSError as exc:
+            yield SkippedFile(rel, f"cannot read: {exc.strerror or exc}")
+            return
+        key = (stat.st_dev, stat.st_ino)
+        if key in self.seen:
+            yield SkippedFile(rel, f"same {'folder' if path.is_dir() else 'file'} as {self.seen[key]}")
+            return
+        if path.is_dir():
+            if self.keep_folder(path):
+                self.folders.append(path)
+        elif path.is_file():
+            self.seen[key] = rel
+            yield SourceFile(rel, path, stat.st_size, stat.st_mtime)
+        else:
+            yield SkippedFile(rel, "not a regular file")
 
 
-def _relative(root: Path, path: Path) -> str:
-    try:
-        return path.relative_to(root).as_posix()
-    except ValueError:
-        return path.as_posix()
+def walk_folder(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[SourceFile | SkippedFile]:
+    """Yield every candidate file under ``root`` in a stable order, or why one was left out.
+
+    Hidden files and folders, virtualenvs and ``node_modules`` are left out silently. Links are
+    followed only when their target lies inside ``root``; a file or folder reached twice is
+    indexed once, under its own path rather than a link's.
+    """
+    yield from _Walk(root, exclude).run()

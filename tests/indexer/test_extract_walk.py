@@ -89,8 +89,22 @@ def test_walk_links_stay_inside_and_never_repeat(tmp_path: Path) -> None:
     os.symlink(root / "sub", root / "loop")
     os.symlink(outside, root / "escape")
     os.symlink(root / "missing.txt", root / "dangling.txt")
+    os.symlink(root, root / "sub" / "up")
     results = list(walk_folder(root))
     files = sorted(f.path for f in results if isinstance(f, SourceFile))
-    assert files == ["a.txt", "sub/b.txt"] or files == ["a.txt", "loop/b.txt"]
+    assert files == ["a.txt", "sub/b.txt"], "each file once, under its own path, however links are named"
     skipped = {s.path: s.reason for s in results if isinstance(s, SkippedFile)}
-    assert skipped == {"dangling.txt": "dangling link", "escape": "link leads outside the indexed folder"}
+    assert skipped == {
+        "dangling.txt": "dangling link",
+        "escape": "link leads outside the indexed folder",
+        "link-to-a.txt": "same file as a.txt",
+        "loop": "same folder as sub",
+        "sub/up": "same folder as .",
+    }
+
+
+def test_walk_follows_links_to_unseen_places_inside(tmp_path: Path) -> None:
+    root = write_files(tmp_path / "root", {".store/real.txt": "r", "env/notes.txt": "not a virtualenv"})
+    os.symlink(root / ".store", root / "shelf")
+    files = [f.path for f in walk_folder(root) if isinstance(f, SourceFile)]
+    assert files == ["env/notes.txt", "shelf/real.txt"]

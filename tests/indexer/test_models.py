@@ -60,3 +60,20 @@ def test_plain_bert_gets_mean_pooling_and_a_warning(tiny_bert: Path, tmp_path: P
     index = Index.open(folder / ".semindex", embedder=bert)
     assert index.manifest.model_name == str(tiny_bert)
     assert len(index.search("alpha beta", k=5)) == 2
+
+
+def test_local_model_loads_without_touching_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Guards against hub calls for a model that is on disk (offline machines hang or fail)."""
+    import socket
+
+    attempts: list[object] = []
+
+    def refuse(self: socket.socket, address: object) -> None:
+        attempts.append(address)
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: refuse(None, a))  # type: ignore[arg-type]
+    embedder = SentenceTransformerEmbedder(resolve_model(None))
+    assert embedder.embed_queries(["offline"]).shape == (1, 384)
+    assert attempts == []
