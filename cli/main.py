@@ -100,7 +100,8 @@ def main(
 def index(
     folder: Annotated[Path, typer.Argument(help="The folder of documents to index.")],
     index_dir: Annotated[
-        Optional[Path], typer.Option("--index", "-i", help="Where to write the index (default: FOLDER/.semindex).")
+        Optional[Path],
+        typer.Option("--index", "-i", help="Where to write the index (default: FOLDER/.semindex)."),
     ] = None,
     model: ModelOption = None,
     chunk_tokens: Annotated[
@@ -124,7 +125,10 @@ def index(
 
         chunking = None
         if chunk_tokens is not None or overlap_tokens is not None:
-            chunking = ChunkingConfig(chunk_tokens, 32 if overlap_tokens is None else overlap_tokens)
+            try:
+                chunking = ChunkingConfig(chunk_tokens, 32 if overlap_tokens is None else overlap_tokens)
+            except SemindexError as exc:
+                _fail(str(exc), 2)
         with BuildProgressBar(enabled=not quiet and sys.stderr.isatty()) as bar:
             report = build_index(
                 folder, index_dir, model=model, chunking=chunking, rebuild=rebuild, progress=bar
@@ -166,7 +170,10 @@ def _read_queries(source: str) -> list[str]:
             _fail(f"queries file {path} does not exist")
         except (OSError, UnicodeDecodeError) as exc:
             _fail(f"cannot read queries file {path}: {exc}")
-    return [line.strip() for line in text.splitlines() if line.strip()]
+    queries = [line.strip() for line in text.splitlines() if line.strip()]
+    if not queries:
+        _fail(f"no queries in {'standard input' if source == '-' else source}; write one query a line")
+    return queries
 
 
 @app.command()
@@ -191,8 +198,11 @@ def search(
     with _errors():
         from cli.output import format_results, to_json
         from search import Index
+        from search.index import check_query
 
         texts = [query] if query is not None else _read_queries(queries or "-")
+        for number, text in enumerate(texts, start=1):  # all of them, before any output
+            check_query(text, number if queries is not None else None)
         opened = Index.open(index_dir, model=model)
         batch = 64
         for start in range(0, len(texts), batch):

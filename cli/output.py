@@ -14,9 +14,14 @@ def to_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
 
+def printable(text: str) -> str:
+    """``text`` with control and other unprintable characters replaced, safe for a terminal."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else "\ufffd" for c in text)
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
     """The start of a text on one line, whitespace collapsed, cut at a word near ``limit``."""
-    flat = " ".join(text.split())
+    flat = printable(" ".join(text.split()))
     if len(flat) <= limit:
         return flat
     cut = flat.rfind(" ", 0, limit)
@@ -25,6 +30,7 @@ def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
 
 def location(path: str, start_line: int, end_line: int, page: int | None = None) -> str:
     """``path:line`` (or ``path#page=N``) so editors and terminals can jump to the hit."""
+    path = printable(path)
     if page is not None:
         return f"{path}#page={page}"
     return f"{path}:{start_line}" if start_line == end_line else f"{path}:{start_line}-{end_line}"
@@ -72,5 +78,5 @@ def format_info(info: dict[str, Any]) -> str:
 
 def shorten(text: str, limit: int = 60) -> str:
     """A text on one line, cut to ``limit`` characters."""
-    flat = " ".join(text.split())
+    flat = printable(" ".join(text.split()))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"

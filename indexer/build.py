@@ -12,12 +12,13 @@ import numpy as np
 from indexer.chunking import chunk_document
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SentenceTransformerEmbedder, load_embedder
-from indexer.errors import IndexExistsError, InputError, NothingToIndexError
+from indexer.errors import IndexExistsError, IndexWriteError, InputError, NothingToIndexError
 from indexer.extract import extract_file
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
+from indexer.paths import resolve_path
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
-from indexer.store import IndexWriter, clean_leftovers
+from indexer.store import IndexLock, IndexWriter, check_target, clean_leftovers
 from indexer.walk import walk_folder
 
 
@@ -43,12 +44,25 @@ def default_index_dir(folder: Path) -> Path:
 
 
 def _check_folder(folder: Path) -> Path:
-    folder = folder.expanduser()
-    if not folder.exists():
+    if not folder.expanduser().exists():
         raise InputError(f"folder {folder} does not exist")
-    if not folder.is_dir():
+    resolved = resolve_path(folder)
+    if not resolved.is_dir():
         raise InputError(f"{folder} is not a folder; pass the folder that holds your documents")
-    return folder.resolve()
+    return resolved
+
+
+def _check_target(root: Path, target: Path) -> None:
+    if target == root or root.is_relative_to(target):
+        raise InputError(
+            f"the index cannot be written to {target}: it would replace the documents folder; "
+            "choose another --index"
+        )
+    check_target(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise IndexWriteError(f"cannot create {target.parent}: {exc.strerror or exc}") from exc
 
 
 def _existing_settings(index_dir: Path) -> IndexManifest | None:
@@ -104,9 +118,26 @@ def build_index(
     """
     started = time.perf_counter()
     root = _check_folder(Path(folder))
-    target = Path(index_dir).expanduser().resolve() if index_dir else default_index_dir(root)
-    config = config or BuildConfig()
-    clean_leftovers(target)
+    target = resolve_path(index_dir) if index_dir else default_index_dir(root)
+    _check_target(root, target)
+    with IndexLock(target):
+        clean_leftovers(target)
+        return _build_locked(
+            root, target, model, embedder, chunking, config or BuildConfig(), rebuild, progress, started
+        )
+
+
+def _build_locked(
+    root: Path,
+    target: Path,
+    model: str | None,
+    embedder: SentenceTransformerEmbedder | None,
+    chunking: ChunkingConfig | None,
+    config: BuildConfig,
+    rebuild: bool,
+    progress: ProgressCallback | None,
+    started: float,
+) -> BuildReport:
     existing = None if rebuild else _existing_settings(target)
     if existing is not None:
         if model is None and embedder is None:
@@ -136,7 +167,10 @@ def build_index(
         else:
             sources.append(found)
 
-    writer = IndexWriter(target, embedder.dimension, config.row_group_size)
+    try:
+        writer = IndexWriter(target, embedder.dimension, config.row_group_size)
+    except OSError as exc:
+        raise IndexWriteError(f"cannot write the index at {target}: {exc.strerror or exc}") from exc
     try:
         pipeline = _Pipeline(sources, embedder, config, writer, report, progress)
         for source, chunks in _document_chunks(sources, embedder, settings, config, report):
@@ -160,6 +194,11 @@ def build_index(
             },
         )
         writer.commit(manifest)
+    except OSError as exc:
+        writer.abort()
+        raise IndexWriteError(
+            f"cannot write the index at {target}: {exc.strerror or exc}; the previous index is unchanged"
+        ) from exc
     except BaseException:
         writer.abort()
         raise

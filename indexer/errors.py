@@ -37,5 +37,13 @@ class ModelMismatchError(ModelError):
     """The model asked for differs from the one the index was built with."""
 
 
+class IndexWriteError(SemindexError):
+    """The index cannot be written where it was asked to go (permissions, disk space, ...)."""
+
+
+class IndexLockedError(SemindexError):
+    """Another process is writing the same index."""
+
+
 class IndexExistsError(SemindexError):
     """An index built with other settings already exists where a new one would be written."""

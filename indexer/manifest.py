@@ -19,6 +19,7 @@ FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
 FAISS_FILE = "index.faiss"
 CHUNKS_FILE = "chunks.parquet"
+STAGING_MARKER = ".semindex-staging"  # written first into a staging folder: only such folders are ours
 
 _REQUIRED = ("format", "format_version", "created_at", "model", "chunking", "faiss", "counts", "files")
 _LIBRARIES = ("faiss-cpu", "pyarrow", "numpy", "torch", "transformers", "sentence-transformers", "tokenizers")
@@ -38,6 +39,52 @@ def library_versions() -> dict[str, str]:
 def utc_now() -> str:
     """The current time as an ISO 8601 string in UTC."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def is_index_folder(path: Path) -> bool:
+    """Whether ``path`` holds a semindex manifest (not merely some file named manifest.json)."""
+    manifest = path / MANIFEST_FILE
+    try:
+        if not manifest.is_file() or manifest.stat().st_size > 16 * 1024 * 1024:
+            return False
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("format") == FORMAT_NAME
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _type_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with the shape of a manifest's data, or None."""
+    if not _is_int(data["format_version"]):
+        return "format_version is not a whole number"
+    if not isinstance(data["created_at"], str):
+        return "created_at is not text"
+    for key in ("model", "chunking", "faiss", "counts", "files", "versions", "build"):
+        if not isinstance(data.get(key, {}), dict):
+            return f"{key} is not an object"
+    model = data["model"]
+    if not isinstance(model.get("name"), str) or not model["name"]:
+        return "model.name is missing"
+    if not _is_int(model.get("dimension")) or model["dimension"] == 0:
+        return "model.dimension is not a positive whole number"
+    for key in ("chunks", "documents"):
+        if not _is_int(data["counts"].get(key)):
+            return f"counts.{key} is not a whole number"
+    for key in ("max_tokens", "overlap_tokens"):
+        if not _is_int(data["chunking"].get(key)):
+            return f"chunking.{key} is not a whole number"
+    for name, facts in data["files"].items():
+        if name not in (FAISS_FILE, CHUNKS_FILE):
+            return f"files lists an unknown file {name!r}"
+        if not isinstance(facts, dict) or not _is_int(facts.get("bytes")):
+            return f"files.{name}.bytes is not a whole number"
+    if not isinstance(data.get("root"), (str, type(None))):
+        return "root is not text"
+    return None
 
 
 @dataclass
@@ -101,6 +148,9 @@ class IndexManifest:
         missing = [key for key in _REQUIRED if key not in data]
         if missing:
             raise IndexCorruptError(f"{path} lacks {', '.join(missing)}; " + REBUILD_HINT)
+        problem = _type_problem(data)
+        if problem:
+            raise IndexCorruptError(f"{path} is damaged ({problem}); " + REBUILD_HINT)
         if data["format_version"] > FORMAT_VERSION:
             raise IndexCorruptError(
                 f"{path} has format version {data['format_version']}, newer than this semindex "

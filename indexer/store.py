@@ -7,7 +7,9 @@ then moves it into place, so a reader never sees half an index.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
+import re
 import shutil
 import uuid
 from collections import OrderedDict
@@ -20,8 +22,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indexer.embedding import normalize_rows
-from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexExistsError
-from indexer.manifest import CHUNKS_FILE, FAISS_FILE, MANIFEST_FILE, IndexManifest
+from indexer.errors import (
+    REBUILD_HINT,
+    IndexCorruptError,
+    IndexExistsError,
+    IndexLockedError,
+    IndexWriteError,
+)
+from indexer.manifest import CHUNKS_FILE, FAISS_FILE, STAGING_MARKER, IndexManifest, is_index_folder
 from indexer.records import Chunk
 
 CHUNK_SCHEMA = pa.schema(
@@ -75,6 +83,51 @@ def _chunks_to_table(chunks: Sequence[Chunk]) -> pa.Table:
     return pa.table(columns, schema=CHUNK_SCHEMA)
 
 
+_SAMPLE_BYTES = 1 << 16
+
+
+def sample_digest(path: Path) -> str:
+    """SHA-256 of a file's size, first and last 64 KiB: cheap to check on every open, and it tells
+    apart files of equal size (a vector file swapped in from another index, say)."""
+    digest = hashlib.sha256()
+    size = path.stat().st_size
+    digest.update(str(size).encode())
+    with open(path, "rb") as handle:
+        digest.update(handle.read(_SAMPLE_BYTES))
+        if size > _SAMPLE_BYTES:
+            handle.seek(max(_SAMPLE_BYTES, size - _SAMPLE_BYTES))
+            digest.update(handle.read(_SAMPLE_BYTES))
+    return digest.hexdigest()
+
+
+class IndexLock:
+    """One writer at a time per index: an exclusive lock on ``NAME.lock`` beside the index folder."""
+
+    def __init__(self, target: Path) -> None:
+        self.path = target.with_name(f"{target.name}.lock")
+        self._handle: Any = None
+
+    def __enter__(self) -> IndexLock:
+        import fcntl
+
+        try:
+            self._handle = open(self.path, "a+b")
+        except OSError as exc:
+            raise IndexWriteError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self._handle.close()
+            raise IndexLockedError(
+                f"another semindex process is writing {self.path.with_suffix('')}; wait for it to finish"
+            ) from exc
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+
+
 class IndexWriter:
     """Writes a new index into a temporary folder and moves it to ``target`` on ``commit``."""
 
@@ -82,10 +135,11 @@ class IndexWriter:
         self.target = target
         self.dimension = dimension
         self._row_group_size = row_group_size
-        _check_target(target)
+        check_target(target)
         target.parent.mkdir(parents=True, exist_ok=True)
         self.staging = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex[:12]}")
         self.staging.mkdir()
+        (self.staging / STAGING_MARKER).touch()
         self._index = _faiss().IndexFlatIP(dimension)  # inner product on unit vectors is cosine
         self._parquet = pq.ParquetWriter(self.staging / CHUNKS_FILE, CHUNK_SCHEMA)
         self._pending: list[Chunk] = []
@@ -119,14 +173,22 @@ class IndexWriter:
         self._flush()
         self._parquet.close()
         faiss_path = self.staging / FAISS_FILE
-        _faiss().write_index(self._index, str(faiss_path))
+        try:
+            _faiss().write_index(self._index, str(faiss_path))
+        except RuntimeError as exc:  # FAISS reports I/O failures (a full disk, say) this way
+            raise OSError(f"cannot write {faiss_path}") from exc
         manifest.faiss = {"type": FAISS_TYPE, "metric": "inner_product", "ntotal": int(self._index.ntotal)}
         manifest.files = {
-            name: {"bytes": (self.staging / name).stat().st_size} for name in (FAISS_FILE, CHUNKS_FILE)
+            name: {
+                "bytes": (self.staging / name).stat().st_size,
+                "sample_sha256": sample_digest(self.staging / name),
+            }
+            for name in (FAISS_FILE, CHUNKS_FILE)
         }
         for name in (FAISS_FILE, CHUNKS_FILE):
             _fsync_path(self.staging / name)
         manifest.save(self.staging)
+        (self.staging / STAGING_MARKER).unlink()
         _fsync_path(self.staging)
         _swap_into_place(self.staging, self.target)
         return self.target
@@ -138,11 +200,11 @@ class IndexWriter:
         shutil.rmtree(self.staging, ignore_errors=True)
 
 
-def _check_target(target: Path) -> None:
-    """Refuse to replace a folder that is not an index: it may hold the user's files."""
+def check_target(target: Path) -> None:
+    """Refuse to replace anything but a semindex index: the folder may hold the user's files."""
     if target.exists() and not target.is_dir():
         raise IndexExistsError(f"{target} exists and is not a folder; choose another --index")
-    if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST_FILE).is_file():
+    if target.is_dir() and any(target.iterdir()) and not is_index_folder(target):
         raise IndexExistsError(
             f"{target} exists, is not empty and is not a semindex index; choose another --index"
         )
@@ -160,15 +222,26 @@ def _swap_into_place(staging: Path, target: Path) -> None:
 
 
 def clean_leftovers(target: Path) -> None:
-    """Remove temporary folders that an interrupted build left beside ``target``."""
+    """Remove the temporary folders an interrupted build left beside ``target`` (call under the lock).
+
+    Only folders semindex made are touched: ``NAME.tmp-<12 hex>`` holding the staging marker, and
+    ``NAME.old-<12 hex>`` holding a semindex index (put back if a crash fell between the two
+    renames of a swap).
+    """
     if not target.parent.is_dir():
         return
-    for sibling in target.parent.iterdir():
-        if sibling.name.startswith((f"{target.name}.tmp-", f"{target.name}.old-")):
-            if sibling.name.startswith(f"{target.name}.old-") and not target.exists():
-                os.replace(sibling, target)  # a crash fell between the two renames of a swap
-                continue
+    pattern = re.compile(re.escape(target.name) + r"\.(tmp|old)-[0-9a-f]{12}")
+    for sibling in sorted(target.parent.iterdir()):
+        match = pattern.fullmatch(sibling.name)
+        if match is None or not sibling.is_dir() or sibling.is_symlink():
+            continue
+        if match.group(1) == "tmp" and (sibling / STAGING_MARKER).is_file():
             shutil.rmtree(sibling, ignore_errors=True)
+        elif match.group(1) == "old" and is_index_folder(sibling):
+            if target.exists():
+                shutil.rmtree(sibling, ignore_errors=True)
+            else:
+                os.replace(sibling, target)
 
 
 def check_files(directory: Path, manifest: IndexManifest) -> None:
@@ -183,6 +256,12 @@ def check_files(directory: Path, manifest: IndexManifest) -> None:
             raise IndexCorruptError(
                 f"{path} has {size} bytes, the manifest says {expected}: it is damaged; {REBUILD_HINT}"
             )
+        digest = facts.get("sample_sha256")
+        if digest is not None and sample_digest(path) != digest:
+            raise IndexCorruptError(
+                f"{path} does not match its checksum in the manifest: it is damaged or from another "
+                f"index; {REBUILD_HINT}"
+            )
 
 
 def read_vectors(directory: Path, manifest: IndexManifest) -> Any:
@@ -192,6 +271,8 @@ def read_vectors(directory: Path, manifest: IndexManifest) -> Any:
         index = _faiss().read_index(str(path))
     except RuntimeError as exc:
         raise IndexCorruptError(f"{path} is not a readable FAISS index; " + REBUILD_HINT) from exc
+    if index.metric_type != _faiss().METRIC_INNER_PRODUCT:
+        raise IndexCorruptError(f"{path} is not an inner-product index; {REBUILD_HINT}")
     if index.d != manifest.dimension:
         raise IndexCorruptError(
             f"{path} holds {index.d}-dimensional vectors, the manifest says {manifest.dimension}; "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from indexer.manifest import STAGING_MARKER, is_index_folder
 from indexer.records import SkippedFile, SourceFile
 
 # Folders that never hold the user's documents (virtualenvs are recognised by pyvenv.cfg).
@@ -13,7 +15,19 @@ SKIP_DIRS = frozenset({"node_modules", "__pycache__"})
 
 
 def _is_virtualenv(path: Path) -> bool:
-    return (path / "pyvenv.cfg").is_file()
+    try:
+        return (path / "pyvenv.cfg").is_file()
+    except OSError:
+        return False
+
+
+def _printable_name(rel: str) -> str | None:
+    """None if ``rel`` is valid UTF-8; else a readable version of it (bad bytes escaped)."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return None
 
 
 class _Walk:
@@ -65,6 +79,8 @@ class _Walk:
     def keep_folder(self, path: Path) -> bool:
         if path.name in SKIP_DIRS or path.resolve() in self.excluded or _is_virtualenv(path):
             return False
+        if is_index_folder(path) or (path / STAGING_MARKER).exists():
+            return False  # another semindex index (or one being written) inside the folder
         try:
             stat = path.stat()
         except OSError:
@@ -77,6 +93,10 @@ class _Walk:
 
     def visit(self, path: Path, is_link: bool) -> Iterator[SourceFile | SkippedFile]:
         rel = self.relative(path)
+        shown = _printable_name(rel)
+        if shown is not None:
+            yield SkippedFile(shown, "file name is not valid UTF-8; rename it to index it")
+            return
         try:
             if is_link:
                 target = path.resolve()
@@ -87,8 +107,13 @@ class _Walk:
                     yield SkippedFile(rel, "link leads outside the indexed folder")
                     return
             stat = path.stat()
+        except RuntimeError:  # Python 3.11 reports link loops this way
+            yield SkippedFile(rel, "link loop")
+            return
         except OSError as exc:
-            yield SkippedFile(rel, f"cannot read: {exc.strerror or exc}")
+            yield SkippedFile(
+                rel, "link loop" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
+            )
             return
         key = (stat.st_dev, stat.st_ino)
         if key in self.seen:

@@ -14,6 +14,7 @@ from indexer.embedding import Embedder, load_embedder
 from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
+from indexer.paths import resolve_path
 from indexer.store import ChunkTable, check_files, read_vectors
 from search.results import SearchResult, result_from_row
 
@@ -22,7 +23,7 @@ MAX_QUERY_CHARS = 10_000
 
 def find_index(start: str | Path | None = None) -> Path:
     """The nearest ``.semindex`` folder in ``start`` (default: the current folder) or its parents."""
-    here = Path(start or Path.cwd()).expanduser().resolve()
+    here = resolve_path(start or Path.cwd())
     for folder in (here, *here.parents):
         candidate = folder / INDEX_DIRNAME
         if (candidate / "manifest.json").is_file():
@@ -88,7 +89,7 @@ class Index:
             IndexCorruptError: A file of the index is missing, damaged or inconsistent.
             ModelMismatchError: ``model`` or ``embedder`` differs from the index's model.
         """
-        directory = find_index() if path is None else Path(path).expanduser().resolve()
+        directory = find_index() if path is None else resolve_path(path)
         nested = directory / INDEX_DIRNAME
         if (
             path is not None
@@ -145,7 +146,7 @@ class Index:
             raise QueryError("search_many takes a list of queries; use search() for one")
         _check_k(k)
         for number, query in enumerate(queries, start=1):
-            _check_query(query, number if len(queries) > 1 else None)
+            check_query(query, number if len(queries) > 1 else None)
         if not queries or len(self) == 0:
             return [[] for _ in queries]
         vectors = self.embedder.embed_queries(list(queries))
@@ -163,7 +164,7 @@ class Index:
         vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
         if len(self) == 0:
             return [[] for _ in range(len(vectors))]
-        scores, ids = self._vectors.search(vectors, min(k, len(self)))
+        scores, ids = self._vectors.search(vectors, min(int(k), len(self)))
         wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
         rows = dict(zip(wanted, self._rows.rows(wanted), strict=True))
         results = []
@@ -200,10 +201,17 @@ def _check_k(k: int) -> None:
         raise QueryError(f"k must be a whole number of at least 1 (got {k!r})")
 
 
-def _check_query(query: object, number: int | None) -> None:
+def check_query(query: object, number: int | None = None) -> None:
+    """Raise QueryError unless ``query`` is non-empty text of a sensible length."""
     where = f"query {number}" if number is not None else "the query"
     if not isinstance(query, str):
         raise QueryError(f"{where} must be text, not {type(query).__name__}")
+    try:
+        query.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise QueryError(
+            f"{where} holds bytes that are not valid UTF-8 text; check your terminal's encoding"
+        ) from exc
     if not query.strip():
         raise QueryError(f"{where} is empty; type some words to search for")
     if len(query) > MAX_QUERY_CHARS:

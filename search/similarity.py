@@ -24,6 +24,10 @@ def similarity_matrix(
     for number, text in enumerate(texts, start=1):
         if not text.strip():
             raise QueryError(f"text {number} is empty")
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise QueryError(f"text {number} holds bytes that are not valid UTF-8 text") from exc
     embedder = embedder or load_embedder(model)
     _warn_if_truncated(embedder, texts)
     vectors = embedder.embed_documents(list(texts))

@@ -87,7 +87,7 @@ def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFi
         return SkippedFile(source.path, f"cannot read: {exc.strerror or exc}")
     if not data.strip():
         return SkippedFile(source.path, "empty or whitespace-only")
-    if looks_binary(data[:SNIFF_BYTES]):
+    if looks_binary(data, SNIFF_BYTES):
         return SkippedFile(source.path, "binary content")
     text, encoding = decode_text(data)
     if not text.strip():

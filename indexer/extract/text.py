@@ -22,12 +22,17 @@ def _bom_encoding(data: bytes) -> str | None:
     return None
 
 
-def looks_binary(head: bytes) -> bool:
-    """Tell whether the first bytes of a file look like binary data rather than text."""
-    if not head or _bom_encoding(head) in ("utf-16", "utf-32"):
+def looks_binary(data: bytes, sniff: int = 8192) -> bool:
+    """Tell whether a file's bytes look like binary data rather than text.
+
+    Any NUL byte anywhere marks binary (a memchr, fast on large files); so does a first
+    ``sniff`` bytes with more than 5% control bytes.
+    """
+    if not data or _bom_encoding(data) in ("utf-16", "utf-32"):
         return False  # UTF-16/32 text is full of NUL bytes
-    if b"\x00" in head:
+    if b"\x00" in data:
         return True
+    head = data[:sniff]
     controls = sum(head.count(c) for c in _CONTROL)
     return controls / len(head) > 0.05
 
@@ -39,12 +44,22 @@ def decode_text(data: bytes) -> tuple[str, str]:
     Latin-1's printable range); else Latin-1, which decodes anything.
     """
     encoding = _bom_encoding(data)
-    candidates = [encoding] if encoding else ["utf-8", "cp1252", "latin-1"]
-    for name in candidates:
+    if encoding:
+        # The BOM is authoritative: a stray bad sequence becomes U+FFFD, not mojibake.
+        return _clean(data.decode(encoding, errors="replace")), encoding
+    for name in ("utf-8", "cp1252"):
         try:
-            text = data.decode(name)
+            return _clean(data.decode(name)), name
         except UnicodeDecodeError:
             continue
-        return text.replace("\r\n", "\n").replace("\r", "\n"), name
-    text = data.decode("latin-1")
-    return text.replace("\r\n", "\n").replace("\r", "\n"), "latin-1"
+    return _clean(data.decode("latin-1")), "latin-1"
+
+
+# Control characters other than tab, newline and form feed become spaces: they carry no
+# meaning for search, and escape sequences must never reach a terminal through a snippet.
+_CONTROL_TO_SPACE = {c: " " for c in (*range(0, 9), 11, *range(14, 32), 127)}
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.translate(_CONTROL_TO_SPACE)

@@ -191,3 +191,61 @@ def test_index_refuses_to_overwrite_user_folder(tmp_path: Path) -> None:
     keep = write_files(tmp_path / "keep", {"thesis.tex": "precious"})
     assert_one_line_error(invoke("index", str(folder), "--index", str(keep), "-q"), 1, "not a semindex index")
     assert (keep / "thesis.tex").read_text() == "precious"
+
+
+def test_index_never_replaces_the_documents_folder(tmp_path: Path) -> None:
+    """Guards against wiping the user's files when --index names the documents folder."""
+    folder = write_files(tmp_path / "t1", {"doc.txt": "Alpha.", "manifest.json": '{"name": "my web app"}'})
+    assert_one_line_error(invoke("index", str(folder), "--index", str(folder), "-q"), 1, "documents folder")
+    assert_one_line_error(invoke("index", str(folder), "--index", str(tmp_path), "-q"), 1, "documents folder")
+    webapp = write_files(tmp_path / "webapp", {"manifest.json": '{"name": "app"}', "index.html": "<p>x</p>"})
+    assert_one_line_error(
+        invoke("index", str(folder), "--index", str(webapp), "-q"), 1, "not a semindex index"
+    )
+    assert sorted(p.name for p in folder.iterdir()) == ["doc.txt", "manifest.json"]
+    assert (webapp / "index.html").exists()
+
+
+def test_second_writer_fails_at_once(tmp_path: Path) -> None:
+    from indexer.store import IndexLock
+
+    folder = write_files(tmp_path / "d", {"a.txt": "Alpha."})
+    with IndexLock(folder / ".semindex"):
+        assert_one_line_error(invoke("index", str(folder), "-q"), 1, "another semindex process is writing")
+
+
+def test_unwritable_index_location(tmp_path: Path) -> None:
+    folder = write_files(tmp_path / "d", {"a.txt": "Alpha."})
+    result = invoke("index", str(folder), "--index", str(folder / "a.txt" / "idx"), "-q")
+    assert_one_line_error(result, 1, "cannot")
+
+
+def test_queries_file_errors(sample_index: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert_one_line_error(
+        invoke("search", "--queries", str(empty), "--index", str(sample_index)), 1, "no queries"
+    )
+    long = tmp_path / "long.txt"
+    long.write_text("fine\n" + "x" * 20_000 + "\nalso fine\n")
+    result = invoke("search", "--queries", str(long), "--index", str(sample_index), "--json")
+    assert_one_line_error(result, 1, "query 2 is longer")
+    assert result.stdout == "", "nothing is printed before the bad query is found"
+
+
+def test_undecodable_query(sample_index: Path) -> None:
+    result = invoke("search", "bread \udcff", "--index", str(sample_index))
+    assert_one_line_error(result, 1, "not valid UTF-8")
+
+
+def test_bad_chunk_settings_are_usage_errors(tmp_path: Path) -> None:
+    folder = write_files(tmp_path / "d", {"a.txt": "Alpha."})
+    assert_one_line_error(invoke("index", str(folder), "--chunk-tokens", "2"), 2, "at least 8")
+    assert_one_line_error(invoke("index", str(folder), "--overlap-tokens", "-1"), 2, "cannot be negative")
+
+
+def test_snippets_are_safe_for_terminals() -> None:
+    from cli.output import location, snippet
+
+    assert snippet("red \x1b[31malert\x07") == "red \ufffd[31malert\ufffd"
+    assert location("weird\nname.txt", 1, 2) == "weird\ufffdname.txt:1-2"

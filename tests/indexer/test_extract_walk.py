@@ -108,3 +108,45 @@ def test_walk_follows_links_to_unseen_places_inside(tmp_path: Path) -> None:
     os.symlink(root / ".store", root / "shelf")
     files = [f.path for f in walk_folder(root) if isinstance(f, SourceFile)]
     assert files == ["env/notes.txt", "shelf/real.txt"]
+
+
+def test_walk_survives_hostile_names_and_loops(tmp_path: Path) -> None:
+    """Guards against one bad name or link loop stopping a whole build."""
+    root = write_files(tmp_path / "root", {"good.txt": "g"})
+    (root / os.fsdecode(b"bad\xff\xfename.txt")).write_text("text")
+    os.symlink(root / "loopb", root / "loopa")
+    os.symlink(root / "loopa", root / "loopb")
+    results = list(walk_folder(root))
+    assert [f.path for f in results if isinstance(f, SourceFile)] == ["good.txt"]
+    skipped = {s.path: s.reason for s in results if isinstance(s, SkippedFile)}
+    assert skipped["bad\\xff\\xfename.txt"].startswith("file name is not valid UTF-8")
+    assert skipped["loopa"] == skipped["loopb"] == "link loop"
+    for path in skipped:
+        path.encode("utf-8")  # every reported name can be printed and written as JSON
+
+
+def test_walk_skips_indexes_inside_the_folder(tmp_path: Path) -> None:
+    root = write_files(
+        tmp_path / "root",
+        {
+            "doc.txt": "d",
+            "idx/manifest.json": '{"format": "semindex"}',
+            "app/manifest.json": '{"name": "app"}',
+        },
+    )
+    files = [f.path for f in walk_folder(root) if isinstance(f, SourceFile)]
+    assert files == ["doc.txt", "app/manifest.json"] or sorted(files) == ["app/manifest.json", "doc.txt"]
+
+
+def test_nul_bytes_after_the_first_kilobytes_mark_binary(tmp_path: Path) -> None:
+    path = tmp_path / "log.txt"
+    path.write_bytes(b"plain text line\n" * 800 + b"\x00" * 1000)
+    assert isinstance(extract_file(source(path, tmp_path), 1 << 20), SkippedFile)
+
+
+def test_control_characters_never_reach_the_text(tmp_path: Path) -> None:
+    path = tmp_path / "escapes.txt"
+    path.write_bytes(b"A log line with colours. " * 20 + b"red \x1b[31malert\x1b[0m bell\x07 back\x08 end")
+    document = extract_file(source(path, tmp_path), 1 << 20)
+    assert isinstance(document, Document)
+    assert document.text.isprintable() and "alert" in document.text

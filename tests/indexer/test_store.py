@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,10 +12,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from indexer.errors import IndexCorruptError, IndexExistsError, IndexNotFoundError
-from indexer.manifest import IndexManifest
+from indexer.errors import IndexCorruptError, IndexExistsError, IndexLockedError, IndexNotFoundError
+from indexer.manifest import STAGING_MARKER, IndexManifest
 from indexer.records import Chunk
-from indexer.store import IndexWriter
+from indexer.store import IndexLock, IndexWriter, clean_leftovers
 from search import Index
 
 
@@ -110,12 +112,91 @@ def test_damaged_files_give_clear_errors(tmp_path: Path, damage, message: str) -
         Index.open(target, embedder=VectorEmbedder({"a": [1, 0]}))
 
 
-def test_same_size_foreign_faiss_file_is_caught(tmp_path: Path) -> None:
+def test_vector_file_swapped_from_another_index_is_caught(tmp_path: Path) -> None:
+    """Guards against wrong scores from a same-size index.faiss copied in from another index."""
+    first = write_index(tmp_path / "one", [(chunk("a.txt", "a"), [1, 0])])
+    second = write_index(tmp_path / "two", [(chunk("b.txt", "b"), [0, 1])])
+    shutil.copy(second / "index.faiss", first / "index.faiss")
+    with pytest.raises(IndexCorruptError, match="does not match its checksum"):
+        Index.open(first, embedder=VectorEmbedder({"a": [1, 0]}))
+
+
+def test_unreadable_faiss_file_is_caught(tmp_path: Path) -> None:
     target = write_index(tmp_path / "idx", [(chunk("a.txt", "a"), [1, 0])])
     size = (target / "index.faiss").stat().st_size
     (target / "index.faiss").write_bytes(b"x" * size)
+    manifest = json.loads((target / "manifest.json").read_text())
+    del manifest["files"]["index.faiss"]["sample_sha256"]
+    (target / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(IndexCorruptError, match="not a readable FAISS index"):
         Index.open(target, embedder=VectorEmbedder({"a": [1, 0]}))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"counts": "x"}, "counts is not an object"),
+        ({"files": "x"}, "files is not an object"),
+        ({"files": {"index.faiss": "x"}}, "files.index.faiss.bytes"),
+        ({"files": {"../../etc/passwd": {"bytes": 1}}}, "unknown file"),
+        ({"model": None}, "model is not an object"),
+        ({"model": {"dimension": 2}}, "model.name is missing"),
+        ({"model": {"name": "m", "dimension": "abc"}}, "model.dimension"),
+        ({"format_version": "1"}, "format_version"),
+        ({"counts": {"chunks": "12", "documents": 1}}, "counts.chunks"),
+        ({"chunking": None}, "chunking is not an object"),
+        ({"versions": "x"}, "versions is not an object"),
+    ],
+)
+def test_manifest_of_the_wrong_shape_is_damaged(tmp_path: Path, change: dict, message: str) -> None:
+    target = write_index(tmp_path / "idx", [(chunk("a.txt", "a"), [1, 0])])
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest.update(change)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorruptError, match=re.escape(message)):
+        Index.open(target)
+
+
+def test_leftover_cleanup_touches_only_semindex_folders(tmp_path: Path) -> None:
+    """Guards against deleting user folders that merely look like leftovers (out.old-backup)."""
+    target = write_index(tmp_path / "out", [(chunk("a.txt", "a"), [1, 0])])
+    for name in ("out.old-backup-2023", "out.tmp-drafts", "out.tmp-0123456789ab", "out.old-0123456789ab"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "keep.txt").write_text("mine")
+    stale = tmp_path / "out.tmp-abcdefabcdef"
+    stale.mkdir()
+    (stale / STAGING_MARKER).touch()
+    old = tmp_path / "out.old-fedcbafedcba"
+    shutil.copytree(target, old)
+    clean_leftovers(target)
+    assert not stale.exists() and not old.exists()
+    for name in ("out.old-backup-2023", "out.tmp-drafts", "out.tmp-0123456789ab", "out.old-0123456789ab"):
+        assert (tmp_path / name / "keep.txt").read_text() == "mine"
+
+
+def test_interrupted_swap_is_repaired(tmp_path: Path) -> None:
+    target = write_index(tmp_path / "out", [(chunk("a.txt", "a"), [1, 0])])
+    target.rename(tmp_path / "out.old-0123456789ab")
+    clean_leftovers(target)
+    assert Index.open(target, embedder=VectorEmbedder({"a": [1, 0]})).search("a", k=1)[0].path == "a.txt"
+
+
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    target = tmp_path / "idx"
+    with IndexLock(target), pytest.raises(IndexLockedError, match="another semindex process"):
+        IndexLock(target).__enter__()
+    with IndexLock(target):
+        pass  # released once the first holder is done
+
+
+def test_a_folder_with_someone_elses_manifest_is_not_an_index(tmp_path: Path) -> None:
+    """Guards against replacing a web app folder because it has a manifest.json."""
+    (tmp_path / "webapp").mkdir()
+    (tmp_path / "webapp" / "manifest.json").write_text('{"name": "my web app"}')
+    (tmp_path / "webapp" / "index.html").write_text("<p>app</p>")
+    with pytest.raises(IndexExistsError, match="not a semindex index"):
+        IndexWriter(tmp_path / "webapp", 2)
+    assert (tmp_path / "webapp" / "index.html").exists()
 
 
 def test_writer_never_replaces_a_folder_of_user_files(tmp_path: Path) -> None:
