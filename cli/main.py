@@ -6,6 +6,7 @@ need them, so ``semindex --help`` stays instant.
 
 from __future__ import annotations
 
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -111,6 +112,23 @@ def index(
         Optional[int],
         typer.Option("--overlap-tokens", help="Tokens shared by neighbouring chunks [default: 32]."),
     ] = None,
+    include: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--include", help="Only index files matching this gitignore-style pattern (repeatable)."
+        ),
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option("--exclude", help="Leave out files matching this gitignore-style pattern (repeatable)."),
+    ] = None,
+    max_file_size: Annotated[
+        str, typer.Option("--max-file-size", help="Skip files larger than this (e.g. 500k, 20M, 1G).")
+    ] = "50M",
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Stop with an error at the first file that fails to read or parse."),
+    ] = False,
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Replace an existing index even if built with other settings.")
     ] = False,
@@ -121,7 +139,7 @@ def index(
     with _errors():
         from cli.progress import BuildProgressBar
         from indexer.build import build_index
-        from indexer.config import ChunkingConfig
+        from indexer.config import BuildConfig, ChunkingConfig
 
         chunking = None
         if chunk_tokens is not None or overlap_tokens is not None:
@@ -129,9 +147,21 @@ def index(
                 chunking = ChunkingConfig(chunk_tokens, 32 if overlap_tokens is None else overlap_tokens)
             except SemindexError as exc:
                 _fail(str(exc), 2)
+        config = BuildConfig(
+            max_file_size=_parse_size(max_file_size, "--max-file-size"),
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+            strict=strict,
+        )
         with BuildProgressBar(enabled=not quiet and sys.stderr.isatty()) as bar:
             report = build_index(
-                folder, index_dir, model=model, chunking=chunking, rebuild=rebuild, progress=bar
+                folder,
+                index_dir,
+                model=model,
+                chunking=chunking,
+                config=config,
+                rebuild=rebuild,
+                progress=bar,
             )
         if as_json:
             from cli.output import to_json
@@ -139,6 +169,18 @@ def index(
             typer.echo(to_json(report.to_dict()))
         if not quiet:
             _print_build_summary(report)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "m": 1024**2, "mb": 1024**2, "g": 1024**3, "gb": 1024**3}
+
+
+def _parse_size(text: str, option: str) -> int:
+    """'500k', '20M', '1G' or a number of bytes."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
+        _fail(f"{option} takes a size such as 500k, 20M or 1G (got {text!r})", 2)
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
 
 
 def _print_build_summary(report: object) -> None:
@@ -152,7 +194,9 @@ def _print_build_summary(report: object) -> None:
         err=True,
     )
     if report.skipped:
-        typer.echo(f"Skipped {len(report.skipped)} files:", err=True)
+        failed = sum(s.failed for s in report.skipped)
+        label = f"Skipped {len(report.skipped)}" + (f" ({failed} failed to read)" if failed else "")
+        typer.echo(f"{label}:", err=True)
         for skipped in report.skipped[:20]:
             typer.echo(f"  {skipped.path}: {skipped.reason}", err=True)
         if len(report.skipped) > 20:

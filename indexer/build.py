@@ -12,14 +12,20 @@ import numpy as np
 from indexer.chunking import chunk_document
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SentenceTransformerEmbedder, load_embedder
-from indexer.errors import IndexExistsError, IndexWriteError, InputError, NothingToIndexError
+from indexer.errors import (
+    IndexExistsError,
+    IndexWriteError,
+    InputError,
+    NothingToIndexError,
+    StrictModeError,
+)
 from indexer.extract import extract_file
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
 from indexer.store import IndexLock, IndexWriter, check_target, clean_leftovers
-from indexer.walk import walk_folder
+from indexer.walk import PathFilter, walk_folder
 
 
 @dataclass(frozen=True)
@@ -161,9 +167,10 @@ def _build_locked(
     if progress is not None:
         progress(BuildProgress("scanning", 0, 0, 0, 0, 0, time.perf_counter() - started))
     sources: list[SourceFile] = []
-    for found in walk_folder(root, exclude=(target,)):
+    path_filter = PathFilter(root, config.include, config.exclude)
+    for found in walk_folder(root, exclude=(target,), path_filter=path_filter):
         if isinstance(found, SkippedFile):
-            report.skipped.append(found)
+            _record_skip(report, found, config.strict)
         else:
             sources.append(found)
 
@@ -205,6 +212,12 @@ def _build_locked(
     return report
 
 
+def _record_skip(report: BuildReport, skipped: SkippedFile, strict: bool) -> None:
+    if strict and skipped.failed:
+        raise StrictModeError(f"{skipped.path}: {skipped.reason} (--strict stops at the first failure)")
+    report.skipped.append(skipped)
+
+
 def _nothing_message(root: Path, report: BuildReport) -> str:
     if not report.skipped:
         return f"no files found in {root}; point semindex at a folder of text documents"
@@ -225,12 +238,17 @@ def _document_chunks(
         try:
             document = extract_file(source, config.max_file_size)
             if isinstance(document, SkippedFile):
-                report.skipped.append(document)
+                _record_skip(report, document, config.strict)
                 yield source, []
                 continue
+            for note in document.notes:
+                _record_skip(report, note, config.strict)
             chunks = chunk_document(document, embedder.tokenizer, settings)
+        except StrictModeError:
+            raise
         except Exception as exc:  # one bad file must not stop the build
-            report.skipped.append(SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}"))
+            failure = SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}", failed=True)
+            _record_skip(report, failure, config.strict)
             yield source, []
             continue
         if not chunks:

@@ -133,14 +133,21 @@ def content_hash(text: str) -> str:
 
 
 def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedChunking) -> list[Chunk]:
-    """Split one document into chunks that each fit the model's input."""
+    """Split one document into chunks that each fit the model's input.
+
+    A document with pages is chunked page by page, so that every chunk lies on one page.
+    """
     text = document.text
-    spans = plan_spans(text, tokenizer.token_offsets(text), settings.max_tokens, settings.overlap_tokens)
-    spans = _enforce_limit(text, spans, tokenizer, settings.max_tokens)
+    segments = document.pages or ((None, 0, len(text)),)
+    placed: list[tuple[int | None, Span]] = []
+    for page, start, end in segments:
+        offsets = [(a + start, b + start) for a, b in tokenizer.token_offsets(text[start:end])]
+        spans = plan_spans(text, offsets, settings.max_tokens, settings.overlap_tokens)
+        placed.extend((page, span) for span in _enforce_limit(text, spans, tokenizer, settings.max_tokens))
     lines = _LineIndex(text)
     source = document.source
     chunks = []
-    for ordinal, span in enumerate(spans):
+    for ordinal, (page, span) in enumerate(placed):
         piece = text[span.start : span.end]
         chunks.append(
             Chunk(
@@ -155,6 +162,7 @@ def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedC
                 file_size=source.size,
                 file_mtime=source.mtime,
                 tokens=span.tokens,
+                page=page,
             )
         )
     return chunks

@@ -55,6 +55,9 @@ class BuildConfig:
     """Settings of one build beyond the model and chunking."""
 
     max_file_size: int = 50 * 1024 * 1024
+    include: tuple[str, ...] = ()  # gitignore-style patterns; when given, only matching files
+    exclude: tuple[str, ...] = ()  # gitignore-style patterns, added to .semindexignore
+    strict: bool = False  # stop at the first file that fails to read or parse
     embed_batch_chunks: int = 1024  # chunks gathered and sorted by length before embedding
     embed_slice_chunks: int = 64  # chunks per model call within a batch (progress granularity)
     row_group_size: int = 4096

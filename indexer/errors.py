@@ -17,6 +17,10 @@ class NothingToIndexError(InputError):
     """The folder holds no file with indexable text."""
 
 
+class StrictModeError(InputError):
+    """A file failed to read or parse and ``--strict`` asked for failures to stop the build."""
+
+
 class QueryError(InputError):
     """A search request is malformed (empty query, k < 1, ...)."""
 

@@ -17,12 +17,29 @@ class SourceFile:
 
 
 @dataclass(frozen=True)
+class SkippedFile:
+    """A file the build did not index, and why."""
+
+    path: str
+    reason: str
+    failed: bool = False  # True when the file should have been readable (an error, not a choice)
+
+
+@dataclass(frozen=True)
 class Document:
-    """The text extracted from one source file."""
+    """The text extracted from one source file.
+
+    ``pages`` marks where each page lies in ``text`` as (page number, start, end), for formats
+    with pages; ``notes`` names parts that could not be read (a page without a text layer).
+    """
 
     source: SourceFile
     text: str
     encoding: str = "utf-8"
+    format: str = "text"
+    title: str | None = None
+    pages: tuple[tuple[int, int, int], ...] | None = None
+    notes: tuple[SkippedFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,14 +58,6 @@ class Chunk:
     file_mtime: float
     tokens: int = 0
     page: int | None = None
-
-
-@dataclass(frozen=True)
-class SkippedFile:
-    """A file the build did not index, and why."""
-
-    path: str
-    reason: str
 
 
 @dataclass
@@ -82,5 +91,6 @@ class BuildReport:
             "chunks_per_second": round(self.chunks / self.pipeline_seconds, 2)
             if self.pipeline_seconds
             else None,
-            "skipped": [{"path": s.path, "reason": s.reason} for s in self.skipped],
+            "failed": sum(s.failed for s in self.skipped),
+            "skipped": [{"path": s.path, "reason": s.reason, "failed": s.failed} for s in self.skipped],
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from indexer.manifest import STAGING_MARKER, is_index_folder
@@ -30,11 +30,41 @@ def _printable_name(rel: str) -> str | None:
     return None
 
 
+IGNORE_FILE = ".semindexignore"
+
+
+class PathFilter:
+    """Which paths the user wants: ``--include``/``--exclude`` globs and ``.semindexignore``.
+
+    Patterns use gitignore syntax, matched against paths relative to the root: ``*.md`` matches
+    at any depth, ``notes/`` a folder, ``/draft.txt`` only at the top, ``!keep.md`` re-includes.
+    """
+
+    def __init__(self, root: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
+        import pathspec
+
+        lines = list(exclude)
+        ignore_file = root / IGNORE_FILE
+        if ignore_file.is_file():
+            lines = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines() + lines
+        self._ignore = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
+        self._include = pathspec.GitIgnoreSpec.from_lines(list(include)) if include else None
+
+    def wants_folder(self, rel: str) -> bool:
+        return self._ignore is None or not self._ignore.match_file(rel + "/")
+
+    def wants_file(self, rel: str) -> bool:
+        if self._ignore is not None and self._ignore.match_file(rel):
+            return False
+        return self._include is None or self._include.match_file(rel)
+
+
 class _Walk:
     """One walk of a root: real entries first, links after, so a file's own path wins."""
 
-    def __init__(self, root: Path, exclude: tuple[Path, ...]) -> None:
+    def __init__(self, root: Path, exclude: tuple[Path, ...], path_filter: PathFilter | None) -> None:
         self.root = root.resolve()
+        self.filter = path_filter
         self.excluded = {p.resolve() for p in exclude}
         self.seen: dict[tuple[int, int], str] = {}  # (device, inode) -> the path it was found at
         self.folders: list[Path] = [self.root]
@@ -60,7 +90,7 @@ class _Walk:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            yield SkippedFile(self.relative(folder), f"cannot list folder: {exc.strerror}")
+            yield SkippedFile(self.relative(folder), f"cannot list folder: {exc.strerror}", failed=True)
             return
         subfolders = []
         for entry in entries:
@@ -79,6 +109,8 @@ class _Walk:
     def keep_folder(self, path: Path) -> bool:
         if path.name in SKIP_DIRS or path.resolve() in self.excluded or _is_virtualenv(path):
             return False
+        if self.filter is not None and not self.filter.wants_folder(self.relative(path)):
+            return False
         if is_index_folder(path) or (path / STAGING_MARKER).exists():
             return False  # another semindex index (or one being written) inside the folder
         try:
@@ -93,9 +125,11 @@ class _Walk:
 
     def visit(self, path: Path, is_link: bool) -> Iterator[SourceFile | SkippedFile]:
         rel = self.relative(path)
+        if self.filter is not None and not path.is_dir() and not self.filter.wants_file(rel):
+            return
         shown = _printable_name(rel)
         if shown is not None:
-            yield SkippedFile(shown, "file name is not valid UTF-8; rename it to index it")
+            yield SkippedFile(shown, "file name is not valid UTF-8; rename it to index it", failed=True)
             return
         try:
             if is_link:
@@ -111,9 +145,10 @@ class _Walk:
             yield SkippedFile(rel, "link loop")
             return
         except OSError as exc:
-            yield SkippedFile(
-                rel, "link loop" if exc.errno == errno.ELOOP else f"cannot read: {exc.strerror or exc}"
-            )
+            if exc.errno == errno.ELOOP:
+                yield SkippedFile(rel, "link loop")
+            else:
+                yield SkippedFile(rel, f"cannot read: {exc.strerror or exc}", failed=True)
             return
         key = (stat.st_dev, stat.st_ino)
         if key in self.seen:
@@ -129,11 +164,13 @@ class _Walk:
             yield SkippedFile(rel, "not a regular file")
 
 
-def walk_folder(root: Path, exclude: tuple[Path, ...] = ()) -> Iterator[SourceFile | SkippedFile]:
+def walk_folder(
+    root: Path, exclude: tuple[Path, ...] = (), path_filter: PathFilter | None = None
+) -> Iterator[SourceFile | SkippedFile]:
     """Yield every candidate file under ``root`` in a stable order, or why one was left out.
 
     Hidden files and folders, virtualenvs and ``node_modules`` are left out silently. Links are
     followed only when their target lies inside ``root``; a file or folder reached twice is
     indexed once, under its own path rather than a link's.
     """
-    yield from _Walk(root, exclude).run()
+    yield from _Walk(root, exclude, path_filter).run()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-JSON_FIELDS = ("rank", "score", "path", "chunk", "start_line", "end_line", "text")
+JSON_FIELDS = ("rank", "score", "path", "chunk", "start_line", "end_line", "text", "page")
 
 
 @dataclass(frozen=True)

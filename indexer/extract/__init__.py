@@ -1,77 +1,40 @@
 """Turn a source file into a Document, or say why it cannot be one.
 
-One module per format; ``extract_file`` picks by extension and sniffed content.
+One module per format; ``extract_file`` picks one by extension, else by sniffed content, and
+every other file is read as text if its bytes look like text.
 """
 
 from __future__ import annotations
 
+from indexer.errors import InputError
 from indexer.extract.text import decode_text, looks_binary
 from indexer.records import Document, SkippedFile, SourceFile
 
-# Formats whose text needs a parser this version does not have; skipped with a reason.
+# Formats that need a parser this version does not have, or that hold no text.
 UNSUPPORTED_EXTENSIONS = frozenset(
     {
-        ".pdf",
-        ".docx",
-        ".doc",
-        ".odt",
-        ".xlsx",
-        ".xls",
-        ".pptx",
-        ".ppt",
-        ".epub",
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".gif",
-        ".bmp",
-        ".webp",
-        ".tif",
-        ".tiff",
-        ".ico",
-        ".svgz",
-        ".zip",
-        ".gz",
-        ".tgz",
-        ".bz2",
-        ".xz",
-        ".7z",
-        ".rar",
-        ".tar",
-        ".zst",
-        ".exe",
-        ".dll",
-        ".so",
-        ".dylib",
-        ".o",
-        ".a",
-        ".class",
-        ".jar",
-        ".pyc",
-        ".wasm",
-        ".mp3",
-        ".mp4",
-        ".wav",
-        ".flac",
-        ".ogg",
-        ".mov",
-        ".avi",
-        ".mkv",
-        ".webm",
-        ".ttf",
-        ".otf",
-        ".woff",
-        ".woff2",
-        ".parquet",
-        ".faiss",
-        ".npy",
-        ".pkl",
-        ".db",
-        ".sqlite",
+        ".doc", ".odt", ".xlsx", ".xls", ".pptx", ".ppt", ".epub", ".rtf",
+        ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ico", ".svgz", ".heic",
+        ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".zst",
+        ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".class", ".jar", ".pyc", ".wasm",
+        ".mp3", ".mp4", ".wav", ".flac", ".ogg", ".mov", ".avi", ".mkv", ".webm",
+        ".ttf", ".otf", ".woff", ".woff2", ".parquet", ".faiss", ".npy", ".pkl", ".db", ".sqlite",
     }
-)
-
+)  # fmt: skip
+HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
 SNIFF_BYTES = 8192
+SCANNED = "no extractable text — scanned image?"
+
+
+def _sniff_format(suffix: str, data: bytes) -> str:
+    if suffix == ".pdf" or data.startswith(b"%PDF-"):
+        return "pdf"
+    if suffix == ".docx" or (data.startswith(b"PK\x03\x04") and b"word/document.xml" in data[:65536]):
+        return "docx"
+    head = data[:1024].lstrip().lower()
+    if suffix in HTML_EXTENSIONS or head.startswith((b"<!doctype html", b"<html")):
+        return "html"
+    return "text"
 
 
 def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFile:
@@ -80,16 +43,59 @@ def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFi
     if suffix in UNSUPPORTED_EXTENSIONS:
         return SkippedFile(source.path, f"unsupported format ({suffix})")
     if source.size > max_file_size:
-        return SkippedFile(source.path, f"larger than the {max_file_size // (1024 * 1024)} MiB limit")
+        return SkippedFile(source.path, f"larger than the --max-file-size limit ({max_file_size:,} bytes)")
     try:
         data = source.absolute.read_bytes()
     except OSError as exc:
-        return SkippedFile(source.path, f"cannot read: {exc.strerror or exc}")
+        return SkippedFile(source.path, f"cannot read: {exc.strerror or exc}", failed=True)
     if not data.strip():
         return SkippedFile(source.path, "empty or whitespace-only")
+    kind = _sniff_format(suffix, data)
+    try:
+        if kind == "pdf":
+            return _pdf_document(source, data)
+        if kind == "docx":
+            from indexer.extract.docx import docx_text
+
+            return _finish(Document(source, docx_text(data), format="docx"))
+    except InputError as exc:
+        return SkippedFile(source.path, str(exc), failed=True)
     if looks_binary(data, SNIFF_BYTES):
         return SkippedFile(source.path, "binary content")
     text, encoding = decode_text(data)
-    if not text.strip():
-        return SkippedFile(source.path, "empty or whitespace-only")
-    return Document(source=source, text=text, encoding=encoding)
+    if kind == "html":
+        from indexer.extract.html import html_to_text
+
+        title, body = html_to_text(text)
+        return _finish(Document(source, body, encoding, format="html", title=title or None))
+    return _finish(Document(source, text, encoding))
+
+
+def _finish(document: Document) -> Document | SkippedFile:
+    if not document.text.strip():
+        return SkippedFile(document.source.path, "empty or whitespace-only")
+    return document
+
+
+def _pdf_document(source: SourceFile, data: bytes) -> Document | SkippedFile:
+    from indexer.extract.pdf import pdf_pages
+    from indexer.extract.text import clean_text
+
+    pages: list[tuple[int, int, int]] = []
+    notes: list[SkippedFile] = []
+    parts: list[str] = []
+    offset = 0
+    for number, raw in enumerate(pdf_pages(data), start=1):
+        text = clean_text(raw).strip()
+        if not text:
+            notes.append(SkippedFile(f"{source.path}#page={number}", SCANNED))
+            continue
+        if parts:
+            parts.append("\n\n")
+            offset += 2
+        pages.append((number, offset, offset + len(text)))
+        parts.append(text)
+        offset += len(text)
+    if not pages:
+        return SkippedFile(source.path, SCANNED)
+    return Document(source, "".join(parts), format="pdf", pages=tuple(pages), notes=tuple(notes))

@@ -46,13 +46,13 @@ def decode_text(data: bytes) -> tuple[str, str]:
     encoding = _bom_encoding(data)
     if encoding:
         # The BOM is authoritative: a stray bad sequence becomes U+FFFD, not mojibake.
-        return _clean(data.decode(encoding, errors="replace")), encoding
+        return clean_text(data.decode(encoding, errors="replace")), encoding
     for name in ("utf-8", "cp1252"):
         try:
-            return _clean(data.decode(name)), name
+            return clean_text(data.decode(name)), name
         except UnicodeDecodeError:
             continue
-    return _clean(data.decode("latin-1")), "latin-1"
+    return clean_text(data.decode("latin-1")), "latin-1"
 
 
 # Control characters other than tab, newline and form feed become spaces: they carry no
@@ -60,6 +60,7 @@ def decode_text(data: bytes) -> tuple[str, str]:
 _CONTROL_TO_SPACE = {c: " " for c in (*range(0, 9), 11, *range(14, 32), 127)}
 
 
-def _clean(text: str) -> str:
+def clean_text(text: str) -> str:
+    """Newlines normalised to ``\\n``, control characters (but tab and form feed) made spaces."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     return text.translate(_CONTROL_TO_SPACE)

@@ -249,3 +249,23 @@ def test_snippets_are_safe_for_terminals() -> None:
 
     assert snippet("red \x1b[31malert\x07") == "red \ufffd[31malert\ufffd"
     assert location("weird\nname.txt", 1, 2) == "weird\ufffdname.txt:1-2"
+
+
+def test_ingest_options(tmp_path: Path) -> None:
+    from tests.pdfgen import make_pdf
+
+    folder = write_files(
+        tmp_path / "d",
+        {"paper.pdf": make_pdf(["Mitochondria make ATP for the cell."]), "big.txt": "word " * 400, "a.md": "Hi."},
+    )
+    result = invoke("index", str(folder), "--max-file-size", "1k")
+    assert result.exit_code == 0 and "big.txt: larger than the --max-file-size limit" in result.stderr
+    found = invoke("search", "cell energy", "--index", str(folder / ".semindex"), "-k", "1")
+    assert "paper.pdf#page=1" in found.stdout
+    hit = json.loads(invoke("search", "cell energy", "--index", str(folder / ".semindex"), "--json").stdout)
+    assert hit["results"][0]["page"] == 1
+    assert_one_line_error(invoke("index", str(folder), "--max-file-size", "lots"), 2, "takes a size")
+    (folder / "bad.pdf").write_bytes(b"%PDF-1.4 broken")
+    assert_one_line_error(invoke("index", str(folder), "--strict", "-q"), 1, "bad.pdf")
+    only_md = invoke("index", str(folder), "--include", "*.md", "-q", "--json")
+    assert json.loads(only_md.stdout)["files_indexed"] == 1
