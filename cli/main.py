@@ -125,6 +125,18 @@ def index(
     max_file_size: Annotated[
         str, typer.Option("--max-file-size", help="Skip files larger than this (e.g. 500k, 20M, 1G).")
     ] = "50M",
+    records: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--records/--no-records",
+            help="Index each record of .jsonl/.json/.parquet/.csv/.tsv files as its own document "
+            "(default: when a file looks like records).",
+        ),
+    ] = None,
+    id_field: Annotated[str, typer.Option("--id-field", help="Record field holding its id.")] = "_id",
+    text_fields: Annotated[
+        str, typer.Option("--text-fields", help="Comma-separated record fields holding its text.")
+    ] = "title,text",
     strict: Annotated[
         bool,
         typer.Option("--strict", help="Stop with an error at the first file that fails to read or parse."),
@@ -152,6 +164,10 @@ def index(
             include=tuple(include or ()),
             exclude=tuple(exclude or ()),
             strict=strict,
+            records=records,
+            id_field=id_field,
+            text_fields=tuple(f.strip() for f in text_fields.split(",") if f.strip())
+            or _fail("--text-fields needs at least one field name", 2),
         )
         with BuildProgressBar(enabled=not quiet and sys.stderr.isatty()) as bar:
             report = build_index(

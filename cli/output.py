@@ -42,9 +42,10 @@ def format_results(results: Sequence[Any]) -> str:
         return "no results"
     lines = []
     for hit in results:
-        lines.append(
-            f"{hit.rank:>3}. {hit.score:.4f}  {location(hit.path, hit.start_line, hit.end_line, hit.page)}"
-        )
+        where = location(hit.path, hit.start_line, hit.end_line, hit.page)
+        if getattr(hit, "record", None) is not None:
+            where += f" (record {printable(hit.record)})"
+        lines.append(f"{hit.rank:>3}. {hit.score:.4f}  {where}")
         lines.append(f"     {snippet(hit.text)}")
     return "\n".join(lines)
 

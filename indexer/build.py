@@ -19,7 +19,8 @@ from indexer.errors import (
     NothingToIndexError,
     StrictModeError,
 )
-from indexer.extract import extract_file
+from indexer.extract import extract_documents
+from indexer.extract.records import RecordFields
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
@@ -180,9 +181,8 @@ def _build_locked(
         raise IndexWriteError(f"cannot write the index at {target}: {exc.strerror or exc}") from exc
     try:
         pipeline = _Pipeline(sources, embedder, config, writer, report, progress)
-        for source, chunks in _document_chunks(sources, embedder, settings, config, report):
-            report.files_indexed += bool(chunks)
-            pipeline.add(source, chunks)
+        for chunks, finished in _document_chunks(sources, embedder, settings, config, report):
+            pipeline.add(chunks, finished)
         pipeline.flush()
         if writer.count == 0:
             raise NothingToIndexError(_nothing_message(root, report))
@@ -232,28 +232,36 @@ def _document_chunks(
     settings: ResolvedChunking,
     config: BuildConfig,
     report: BuildReport,
-) -> Iterator[tuple[SourceFile, list[Chunk]]]:
-    """Each file with its chunks; a file skipped or failed is recorded and comes with none."""
+) -> Iterator[tuple[list[Chunk], SourceFile | None]]:
+    """Chunks document by document; a file's last item carries the file, to mark it done.
+
+    A file that is skipped or fails is recorded in the report and yields no chunks, so one bad
+    file never stops the build. Record files yield once per record, so memory stays flat.
+    """
+    fields = RecordFields(config.id_field, config.text_fields)
     for source in sources:
+        indexed = False
         try:
-            document = extract_file(source, config.max_file_size)
-            if isinstance(document, SkippedFile):
-                _record_skip(report, document, config.strict)
-                yield source, []
-                continue
-            for note in document.notes:
-                _record_skip(report, note, config.strict)
-            chunks = chunk_document(document, embedder.tokenizer, settings)
+            for document in extract_documents(source, config.max_file_size, config.records, fields):
+                if isinstance(document, SkippedFile):
+                    _record_skip(report, document, config.strict)
+                    continue
+                for note in document.notes:
+                    _record_skip(report, note, config.strict)
+                chunks = chunk_document(document, embedder.tokenizer, settings)
+                if not chunks:
+                    where = f"{source.path}#{document.record_id}" if document.record_id else source.path
+                    report.skipped.append(SkippedFile(where, "empty or whitespace-only"))
+                    continue
+                indexed = True
+                yield chunks, None
         except StrictModeError:
             raise
         except Exception as exc:  # one bad file must not stop the build
             failure = SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}", failed=True)
             _record_skip(report, failure, config.strict)
-            yield source, []
-            continue
-        if not chunks:
-            report.skipped.append(SkippedFile(source.path, "empty or whitespace-only"))
-        yield source, chunks
+        report.files_indexed += indexed
+        yield [], source
 
 
 def embed_in_length_order(
@@ -298,9 +306,11 @@ class _Pipeline:
         self.batch_files: list[SourceFile] = []
         self._notify(0)
 
-    def add(self, source: SourceFile, chunks: list[Chunk]) -> None:
+    def add(self, chunks: list[Chunk], finished: SourceFile | None) -> None:
+        """Queue ``chunks``; ``finished`` is a file all of whose chunks are now queued."""
         self.batch.extend(chunks)
-        self.batch_files.append(source)
+        if finished is not None:
+            self.batch_files.append(finished)
         if len(self.batch) >= self.config.embed_batch_chunks:
             self.flush()
 

@@ -156,13 +156,14 @@ def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedC
                 text=piece,
                 char_start=span.start,
                 char_end=span.end,
-                start_line=lines.line_of(span.start),
-                end_line=lines.line_of(span.end - 1),
+                start_line=document.line or lines.line_of(span.start),
+                end_line=document.line or lines.line_of(span.end - 1),
                 content_hash=content_hash(piece),
                 file_size=source.size,
                 file_mtime=source.mtime,
                 tokens=span.tokens,
                 page=page,
+                record=document.record_id,
             )
         )
     return chunks

@@ -58,6 +58,9 @@ class BuildConfig:
     include: tuple[str, ...] = ()  # gitignore-style patterns; when given, only matching files
     exclude: tuple[str, ...] = ()  # gitignore-style patterns, added to .semindexignore
     strict: bool = False  # stop at the first file that fails to read or parse
+    records: bool | None = None  # read record files as one document per record (None: detect)
+    id_field: str = "_id"
+    text_fields: tuple[str, ...] = ("title", "text")
     embed_batch_chunks: int = 1024  # chunks gathered and sorted by length before embedding
     embed_slice_chunks: int = 64  # chunks per model call within a batch (progress granularity)
     row_group_size: int = 4096

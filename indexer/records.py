@@ -40,6 +40,8 @@ class Document:
     title: str | None = None
     pages: tuple[tuple[int, int, int], ...] | None = None
     notes: tuple[SkippedFile, ...] = ()
+    record_id: str | None = None  # for one record of a record file (.jsonl, .parquet, ...)
+    line: int | None = None  # the record's line in its file, where the format has lines
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Chunk:
     file_mtime: float
     tokens: int = 0
     page: int | None = None
+    record: str | None = None
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-JSON_FIELDS = ("rank", "score", "path", "chunk", "start_line", "end_line", "text", "page")
+JSON_FIELDS = ("rank", "score", "path", "chunk", "start_line", "end_line", "text", "page", "record")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class SearchResult:
         char_start: Offset of the chunk's first character in the extracted text.
         char_end: Offset just past the chunk's last character.
         page: The page number, for formats that have pages.
+        record: The record's id, for a record of a record file (.jsonl, .parquet, ...).
     """
 
     rank: int
@@ -35,6 +36,7 @@ class SearchResult:
     char_start: int = 0
     char_end: int = 0
     page: int | None = None
+    record: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that ``--json`` and the HTTP API show."""
@@ -54,4 +56,5 @@ def result_from_row(rank: int, score: float, row: dict[str, Any]) -> SearchResul
         char_start=int(row["char_start"]),
         char_end=int(row["char_end"]),
         page=row.get("page"),
+        record=row.get("record"),
     )

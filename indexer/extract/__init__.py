@@ -6,7 +6,16 @@ every other file is read as text if its bytes look like text.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from indexer.errors import InputError
+from indexer.extract.records import (
+    RECORD_EXTENSIONS,
+    RecordFields,
+    iter_records,
+    looks_like_records,
+    read_head,
+)
 from indexer.extract.text import decode_text, looks_binary
 from indexer.records import Document, SkippedFile, SourceFile
 
@@ -35,6 +44,32 @@ def _sniff_format(suffix: str, data: bytes) -> str:
     if suffix in HTML_EXTENSIONS or head.startswith((b"<!doctype html", b"<html")):
         return "html"
     return "text"
+
+
+def extract_documents(
+    source: SourceFile,
+    max_file_size: int,
+    records: bool | None = None,
+    fields: RecordFields | None = None,
+) -> Iterator[Document | SkippedFile]:
+    """The documents in ``source``: one for most files, one per record for record files.
+
+    ``records`` True reads .jsonl/.json/.parquet/.csv/.tsv files as records, False never, and
+    None (the default) when their content looks like records. Record files are streamed, so
+    ``max_file_size`` does not apply to them.
+    """
+    fields = fields or RecordFields()
+    suffix = source.absolute.suffix.lower()
+    if records is not False and suffix in RECORD_EXTENSIONS:
+        try:
+            as_records = records or looks_like_records(suffix, read_head(source), fields)
+        except OSError as exc:
+            yield SkippedFile(source.path, f"cannot read: {exc.strerror or exc}", failed=True)
+            return
+        if as_records:
+            yield from iter_records(source, fields)
+            return
+    yield extract_file(source, max_file_size)
 
 
 def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFile:

@@ -256,7 +256,11 @@ def test_ingest_options(tmp_path: Path) -> None:
 
     folder = write_files(
         tmp_path / "d",
-        {"paper.pdf": make_pdf(["Mitochondria make ATP for the cell."]), "big.txt": "word " * 400, "a.md": "Hi."},
+        {
+            "paper.pdf": make_pdf(["Mitochondria make ATP for the cell."]),
+            "big.txt": "word " * 400,
+            "a.md": "Hi.",
+        },
     )
     result = invoke("index", str(folder), "--max-file-size", "1k")
     assert result.exit_code == 0 and "big.txt: larger than the --max-file-size limit" in result.stderr

@@ -68,9 +68,14 @@ def test_formats_are_indexed_and_found(make_index: MakeIndex, embedder: Sentence
     assert (stomata.path, stomata.page) == ("papers/leaves.pdf", 3)
     assert index.search("chlorophyll light absorption", k=1)[0].page == 1
     glacier = index.search("river level after glacier melt", k=1)[0]
-    assert glacier.path == "reports/q2.docx" and "Innsbruck\t4.2 m" in pq.read_table(
-        target / "chunks.parquet"
-    ).to_pandas().query("path == 'reports/q2.docx'")["text"].str.cat()
+    assert (
+        glacier.path == "reports/q2.docx"
+        and "Innsbruck\t4.2 m"
+        in pq.read_table(target / "chunks.parquet")
+        .to_pandas()
+        .query("path == 'reports/q2.docx'")["text"]
+        .str.cat()
+    )
     assert index.search("tying a rope loop", k=1)[0].path == "notes.md"
 
 
