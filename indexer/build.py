@@ -279,7 +279,7 @@ def embed_in_length_order(
     vectors = np.empty((len(chunks), embedder.dimension), dtype=np.float32)
     for start in range(0, len(order), slice_size):
         rows = order[start : start + slice_size]
-        vectors[rows] = embedder.embed_documents([chunks[i].text for i in rows])
+        vectors[rows] = embedder.embed_documents([chunks[i].embed_text for i in rows])
         if on_slice is not None:
             on_slice(len(rows))
     return vectors

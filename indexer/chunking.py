@@ -13,9 +13,11 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Protocol
 
 from indexer.config import ResolvedChunking
+from indexer.headings import SEPARATOR, Outline, document_headings
 from indexer.records import Chunk, Document
 
 # Strength of a cut between two tokens.
@@ -135,20 +137,27 @@ def content_hash(text: str) -> str:
 def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedChunking) -> list[Chunk]:
     """Split one document into chunks that each fit the model's input.
 
-    A document with pages is chunked page by page, so that every chunk lies on one page.
+    A document with pages is chunked page by page, so that every chunk lies on one page. In
+    Markdown and reStructuredText, each chunk records the headings in effect where it starts
+    (its ``section``), which is embedded with it; room for it is kept in the token budget.
     """
     text = document.text
+    suffix = PurePosixPath(document.source.path).suffix.lower()
+    outline = Outline(document_headings(text, suffix) if document.format == "text" else [])
+    sections = _SectionContext(outline, tokenizer, settings.max_tokens // 4)
+    budget = settings.max_tokens - sections.budget
     segments = document.pages or ((None, 0, len(text)),)
     placed: list[tuple[int | None, Span]] = []
     for page, start, end in segments:
         offsets = [(a + start, b + start) for a, b in tokenizer.token_offsets(text[start:end])]
-        spans = plan_spans(text, offsets, settings.max_tokens, settings.overlap_tokens)
-        placed.extend((page, span) for span in _enforce_limit(text, spans, tokenizer, settings.max_tokens))
+        spans = plan_spans(text, offsets, budget, min(settings.overlap_tokens, budget // 2 - 1))
+        placed.extend((page, span) for span in _enforce_limit(text, spans, tokenizer, budget))
     lines = _LineIndex(text)
     source = document.source
     chunks = []
     for ordinal, (page, span) in enumerate(placed):
         piece = text[span.start : span.end]
+        section, section_tokens = sections.at(span.start)
         chunks.append(
             Chunk(
                 path=source.path,
@@ -161,12 +170,43 @@ def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedC
                 content_hash=content_hash(piece),
                 file_size=source.size,
                 file_mtime=source.mtime,
-                tokens=span.tokens,
+                tokens=span.tokens + section_tokens,
                 page=page,
                 record=document.record_id,
+                section=section,
             )
         )
     return chunks
+
+
+class _SectionContext:
+    """The section (heading path) of each chunk, shortened to fit the tokens kept for it."""
+
+    def __init__(self, outline: Outline, tokenizer: Tokenizer, most: int) -> None:
+        self._outline = outline
+        self._tokenizer = tokenizer
+        self._counts: dict[tuple[str, ...], int] = {}
+        self.budget = 0
+        if outline:
+            paths = outline.all_paths()
+            counts = tokenizer.count_tokens([SEPARATOR.join(p) for p in paths])
+            self._counts = dict(zip(paths, counts, strict=True))
+            self.budget = min(max(counts), most)
+
+    def _count(self, path: tuple[str, ...]) -> int:
+        if path not in self._counts:
+            self._counts[path] = self._tokenizer.count_tokens([SEPARATOR.join(path)])[0]
+        return self._counts[path]
+
+    def at(self, offset: int) -> tuple[str | None, int]:
+        """(section text, its tokens) for a chunk starting at ``offset``; outer headings are
+        dropped until it fits the budget."""
+        if not self.budget:
+            return None, 0
+        path = self._outline.path_at(offset)
+        while path and self._count(path) > self.budget:
+            path = path[1:]
+        return (SEPARATOR.join(path), self._count(path)) if path else (None, 0)
 
 
 def _enforce_limit(text: str, spans: list[Span], tokenizer: Tokenizer, max_tokens: int) -> list[Span]:

@@ -61,6 +61,12 @@ class Chunk:
     tokens: int = 0
     page: int | None = None
     record: str | None = None
+    section: str | None = None  # headings in effect where the chunk starts ("Guide > Install")
+
+    @property
+    def embed_text(self) -> str:
+        """What the model reads: the section's headings, then the chunk's own text."""
+        return f"{self.section}\n\n{self.text}" if self.section else self.text
 
 
 @dataclass

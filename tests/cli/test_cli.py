@@ -53,7 +53,8 @@ def test_index_json_report(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stderr == ""
     report = json.loads(result.stdout)
     assert report["files_indexed"] == 1 and report["chunks"] == 1
-    assert report["skipped"] == [{"path": "b.bin", "reason": "binary content"}]
+    assert report["skipped"] == [{"path": "b.bin", "reason": "binary content", "failed": False}]
+    assert report["failed"] == 0
 
 
 def test_search_json_contract(sample_index: Path) -> None:

@@ -126,3 +126,33 @@ def test_settings_are_checked() -> None:
     with pytest.raises(InputError, match="under half"):
         ChunkingConfig(max_tokens=64, overlap_tokens=40).resolve(254)
     assert ChunkingConfig().resolve(254) == ResolvedChunking(254, 32)
+
+
+def test_markdown_sections_travel_with_chunks(tokenizer: ModelTokenizer) -> None:
+    text = (
+        "# Field guide\n\nIntro to the guide.\n\n## Birds\n\n### Owls\n\n"
+        + "Owls hunt at night using silent flight feathers. " * 30
+        + "\n\n```\n# not a heading\n```\n\n## Fish\n\nSalmon swim upstream to spawn.\n"
+    )
+    chunks = chunk_document(document(text, "guide.md"), tokenizer, ResolvedChunking(64, 8))
+    assert chunks[0].section is None and chunks[0].text.startswith("# Field guide")
+    owl_chunks = [c for c in chunks if "silent flight" in c.text]
+    assert len(owl_chunks) > 2
+    assert all(c.section == "Field guide > Birds > Owls" for c in owl_chunks[1:])
+    fish = next(c for c in chunks if "Salmon" in c.text)
+    assert fish.section in ("Field guide", "Field guide > Birds > Owls")
+    for chunk in chunks:
+        assert tokenizer.count_tokens([chunk.embed_text])[0] <= 64, "section and text fit together"
+        assert chunk.tokens == tokenizer.count_tokens([chunk.embed_text])[0]
+    assert "not a heading" not in "".join(c.section or "" for c in chunks)
+
+
+def test_rst_and_setext_headings() -> None:
+    from indexer.headings import Outline, markdown_headings, rst_headings
+
+    rst = "=====\nGuide\n=====\n\nIntro.\n\nInstall\n-------\n\nSteps.\n\nLinux\n~~~~~\n\nUse apt.\n"
+    outline = Outline(rst_headings(rst))
+    assert outline.path_at(rst.index("Use apt")) == ("Guide", "Install", "Linux")
+    assert outline.path_at(rst.index("Steps")) == ("Guide", "Install")
+    md = "Title\n=====\n\nText.\n\nPart\n----\n\nMore."
+    assert Outline(markdown_headings(md)).path_at(md.index("More")) == ("Title", "Part")

@@ -125,7 +125,7 @@ def test_strict_mode_stops_at_a_failure_and_keeps_the_old_index(
     folder = write_files(tmp_path / "d", {"ok.txt": "Fine text."})
     build_index(folder, embedder=embedder)
     (folder / "broken.pdf").write_bytes(b"%PDF-1.4 garbage")
-    with pytest.raises(StrictModeError, match="broken.pdf"):
+    with pytest.raises(StrictModeError, match=r"broken\.pdf"):
         build_index(folder, embedder=embedder, config=BuildConfig(strict=True))
     assert Index.open(folder / ".semindex", embedder=embedder).search("fine", k=5)[0].path == "ok.txt"
     report = build_index(folder, embedder=embedder)

@@ -48,12 +48,17 @@ def test_queries_find_their_document(
 
 
 def test_own_text_scores_as_itself(sample_index: Path, embedder: SentenceTransformerEmbedder) -> None:
-    """Guards against score drift: a chunk's own text as the query scores >= 0.999."""
+    """Guards against score drift: a chunk's own text as the query scores >= 0.999.
+
+    For a chunk with a section, what was embedded is the section's headings and then the text.
+    """
     index = Index.open(sample_index, embedder=embedder)
-    texts = pq.read_table(sample_index / "chunks.parquet", columns=["text"]).column("text").to_pylist()
-    for text in texts[::20]:
-        hit = index.search(text, k=1)[0]
-        assert hit.text == text and hit.score >= 0.999
+    rows = pq.read_table(sample_index / "chunks.parquet", columns=["text", "section"]).to_pylist()
+    assert any(r["section"] is None for r in rows[::20]) and any(r["section"] for r in rows[::20])
+    for row in rows[::20]:
+        query = f"{row['section']}\n\n{row['text']}" if row["section"] else row["text"]
+        hit = index.search(query, k=1)[0]
+        assert hit.text == row["text"] and hit.score >= 0.999
 
 
 def test_scores_are_cosines_within_bounds(sample_index: Path, embedder: SentenceTransformerEmbedder) -> None:
@@ -62,7 +67,11 @@ def test_scores_are_cosines_within_bounds(sample_index: Path, embedder: Sentence
     assert len(hits) == len(index)
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
     query = embedder.embed_queries(["volcano"])[0]
-    top = embedder.embed_documents([hits[0].text])[0]
+    row = pq.read_table(sample_index / "chunks.parquet").to_pylist()
+    embedded = next(r for r in row if r["text"] == hits[0].text)
+    top = embedder.embed_documents(
+        [f"{embedded['section']}\n\n{embedded['text']}" if embedded["section"] else embedded["text"]]
+    )[0]
     assert hits[0].score == pytest.approx(float(query @ top), abs=1e-4)
 
 
