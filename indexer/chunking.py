@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
@@ -148,7 +148,7 @@ def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedC
     budget = settings.max_tokens - sections.budget
     segments = document.pages or ((None, 0, len(text)),)
     placed: list[tuple[int | None, Span]] = []
-    for page, start, end in segments:
+    for page, start, end in _windows(text, segments):
         offsets = [(a + start, b + start) for a, b in tokenizer.token_offsets(text[start:end])]
         spans = plan_spans(text, offsets, budget, min(settings.overlap_tokens, budget // 2 - 1))
         placed.extend((page, span) for span in _enforce_limit(text, spans, tokenizer, budget))
@@ -177,6 +177,31 @@ def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedC
             )
         )
     return chunks
+
+
+WINDOW_CHARS = 200_000
+
+
+def _windows(
+    text: str, segments: Sequence[tuple[int | None, int, int]]
+) -> Iterator[tuple[int | None, int, int]]:
+    """Cut long segments into windows of about ``size`` characters at paragraph (else line,
+    else space) breaks, so a large file is tokenized a window at a time and memory stays
+    bounded; chunks never cross a window's edge, which lies where a chunk would end anyway."""
+    size = WINDOW_CHARS
+    for page, start, end in segments:
+        while end - start > size:
+            limit = start + size
+            cut = -1
+            for boundary in ("\n\n", "\n", " "):
+                cut = text.rfind(boundary, start + size // 2, limit)
+                if cut != -1:
+                    cut += len(boundary)
+                    break
+            cut = limit if cut == -1 else cut
+            yield page, start, cut
+            start = cut
+        yield page, start, end
 
 
 class _SectionContext:

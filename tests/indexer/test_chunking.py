@@ -156,3 +156,26 @@ def test_rst_and_setext_headings() -> None:
     assert outline.path_at(rst.index("Steps")) == ("Guide", "Install")
     md = "Title\n=====\n\nText.\n\nPart\n----\n\nMore."
     assert Outline(markdown_headings(md)).path_at(md.index("More")) == ("Title", "Part")
+
+
+def test_long_text_is_chunked_window_by_window(tokenizer: ModelTokenizer, monkeypatch) -> None:
+    """Guards against unbounded memory: a long text is tokenized in windows, with the same cover."""
+    import indexer.chunking as chunking
+
+    text = "\n\n".join(f"Paragraph {i}. {PARAGRAPH}" for i in range(300))
+    whole = chunk_document(document(text), tokenizer, ResolvedChunking(64, 8))
+    calls: list[int] = []
+    original = tokenizer.token_offsets
+
+    def spy(piece: str) -> list[tuple[int, int]]:
+        calls.append(len(piece))
+        return original(piece)
+
+    monkeypatch.setattr(chunking, "WINDOW_CHARS", 5_000)
+    monkeypatch.setattr(tokenizer, "token_offsets", spy)
+    windowed = chunk_document(document(text), tokenizer, ResolvedChunking(64, 8))
+    assert max(calls) <= 5_000 and len(calls) > 10
+    assert max(tokenizer.count_tokens([c.text for c in windowed])) <= 64
+    covered = "".join(text[c.char_start : c.char_end] for c in windowed)
+    assert all(f"Paragraph {i}." in covered for i in range(300))
+    assert abs(len(windowed) - len(whole)) <= len(whole) // 10
