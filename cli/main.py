@@ -209,6 +209,14 @@ def _print_build_summary(report: object) -> None:
         f"({report.model_seconds:.1f} s loading the model, then {rate:.1f} chunks/s) into {report.index_dir}",
         err=True,
     )
+    if report.files_unchanged or report.files_updated or report.files_removed or report.chunks_reused:
+        typer.echo(
+            f"Files: {report.files_added} added, {report.files_updated} updated, "
+            f"{report.files_removed} removed, {report.files_unchanged} unchanged; "
+            f"chunks: {report.chunks_embedded} embedded, "
+            f"{report.chunks_reused} reused",
+            err=True,
+        )
     if report.skipped:
         failed = sum(s.failed for s in report.skipped)
         label = f"Skipped {len(report.skipped)}" + (f" ({failed} failed to read)" if failed else "")

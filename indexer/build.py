@@ -25,6 +25,7 @@ from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
+from indexer.reuse import PreviousIndex
 from indexer.store import IndexLock, IndexWriter, check_target, clean_leftovers
 from indexer.walk import PathFilter, walk_folder
 
@@ -164,6 +165,7 @@ def _build_locked(
     if existing is not None:
         _check_same_chunking(existing, settings, target)
 
+    previous = PreviousIndex.load(target, existing) if existing is not None else None
     report = BuildReport(index_dir=target, model_seconds=model_seconds)
     if progress is not None:
         progress(BuildProgress("scanning", 0, 0, 0, 0, 0, time.perf_counter() - started))
@@ -180,10 +182,12 @@ def _build_locked(
     except OSError as exc:
         raise IndexWriteError(f"cannot write the index at {target}: {exc.strerror or exc}") from exc
     try:
-        pipeline = _Pipeline(sources, embedder, config, writer, report, progress)
-        for chunks, finished in _document_chunks(sources, embedder, settings, config, report):
+        pipeline = _Pipeline(sources, embedder, config, writer, report, progress, previous)
+        for chunks, finished in _document_chunks(sources, embedder, settings, config, report, previous):
             pipeline.add(chunks, finished)
         pipeline.flush()
+        if previous is not None:
+            report.files_removed = len(previous.paths - {s.path for s in sources})
         if writer.count == 0:
             raise NothingToIndexError(_nothing_message(root, report))
         report.seconds = time.perf_counter() - started
@@ -232,6 +236,7 @@ def _document_chunks(
     settings: ResolvedChunking,
     config: BuildConfig,
     report: BuildReport,
+    previous: PreviousIndex | None = None,
 ) -> Iterator[tuple[list[Chunk], SourceFile | None]]:
     """Chunks document by document; a file's last item carries the file, to mark it done.
 
@@ -240,6 +245,12 @@ def _document_chunks(
     """
     fields = RecordFields(config.id_field, config.text_fields)
     for source in sources:
+        kept = previous.unchanged(source) if previous is not None else None
+        if kept:  # same size and time as in the previous index: not even read again
+            report.files_unchanged += 1
+            report.files_indexed += 1
+            yield kept, source
+            continue
         indexed = False
         try:
             for document in extract_documents(source, config.max_file_size, config.records, fields):
@@ -261,6 +272,10 @@ def _document_chunks(
             failure = SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}", failed=True)
             _record_skip(report, failure, config.strict)
         report.files_indexed += indexed
+        if indexed and previous is not None and source.path in previous.paths:
+            report.files_updated += 1
+        elif indexed:
+            report.files_added += 1
         yield [], source
 
 
@@ -296,9 +311,11 @@ class _Pipeline:
         writer: IndexWriter,
         report: BuildReport,
         progress: ProgressCallback | None,
+        previous: PreviousIndex | None = None,
     ) -> None:
         self.sources, self.embedder, self.config = sources, embedder, config
         self.writer, self.report, self.progress = writer, report, progress
+        self.previous = previous
         self.started = time.perf_counter()
         self.bytes_total = sum(s.size for s in sources)
         self.files_done = self.bytes_done = 0
@@ -327,9 +344,21 @@ class _Pipeline:
             self._notify(self.bytes_done + int(batch_bytes * embedded / len(batch)))
 
         if batch:
+            vectors = np.empty((len(batch), self.embedder.dimension), dtype=np.float32)
+            known, reused = self.previous.vectors(batch) if self.previous is not None else ([], None)
+            if known:
+                vectors[known] = reused
+                on_slice(len(known))
+            known_set = set(known)
+            fresh = [i for i in range(len(batch)) if i not in known_set]
             embed_started = time.perf_counter()
-            vectors = embed_in_length_order(self.embedder, batch, self.config.embed_slice_chunks, on_slice)
+            if fresh:
+                vectors[fresh] = embed_in_length_order(
+                    self.embedder, [batch[i] for i in fresh], self.config.embed_slice_chunks, on_slice
+                )
             self.report.embed_seconds += time.perf_counter() - embed_started
+            self.report.chunks_reused += len(known)
+            self.report.chunks_embedded += len(fresh)
             self.writer.add(batch, vectors)
             self.report.tokens += sum(c.tokens for c in batch)
         self.files_done += len(files)

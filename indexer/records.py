@@ -81,6 +81,12 @@ class BuildReport:
     model_seconds: float = 0.0
     embed_seconds: float = 0.0
     tokens: int = 0
+    files_added: int = 0
+    files_updated: int = 0
+    files_unchanged: int = 0
+    files_removed: int = 0
+    chunks_embedded: int = 0
+    chunks_reused: int = 0
 
     @property
     def pipeline_seconds(self) -> float:
@@ -94,6 +100,12 @@ class BuildReport:
             "files_indexed": self.files_indexed,
             "chunks": self.chunks,
             "tokens": self.tokens,
+            "files_added": self.files_added,
+            "files_updated": self.files_updated,
+            "files_unchanged": self.files_unchanged,
+            "files_removed": self.files_removed,
+            "chunks_embedded": self.chunks_embedded,
+            "chunks_reused": self.chunks_reused,
             "seconds": round(self.seconds, 3),
             "model_seconds": round(self.model_seconds, 3),
             "embed_seconds": round(self.embed_seconds, 3),

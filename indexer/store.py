@@ -82,7 +82,7 @@ def _chunks_to_table(chunks: Sequence[Chunk]) -> pa.Table:
         "section": [c.section for c in chunks],
         "content_hash": [c.content_hash for c in chunks],
         "file_size": [c.file_size for c in chunks],
-        "file_mtime": [int(c.file_mtime * 1_000_000) for c in chunks],
+        "file_mtime": [round(c.file_mtime * 1_000_000) for c in chunks],
     }
     return pa.table(columns, schema=CHUNK_SCHEMA)
 

@@ -274,3 +274,14 @@ def test_ingest_options(tmp_path: Path) -> None:
     assert_one_line_error(invoke("index", str(folder), "--strict", "-q"), 1, "bad.pdf")
     only_md = invoke("index", str(folder), "--include", "*.md", "-q", "--json")
     assert json.loads(only_md.stdout)["files_indexed"] == 1
+
+
+def test_reindex_reports_what_it_did(tmp_path: Path) -> None:
+    folder = write_files(tmp_path / "d", {"a.txt": "Alpha text.", "b.txt": "Beta text."})
+    assert invoke("index", str(folder), "-q").exit_code == 0
+    (folder / "b.txt").write_text("Beta text, revised.")
+    result = invoke("index", str(folder))
+    assert result.exit_code == 0
+    assert "Files: 0 added, 1 updated, 0 removed, 1 unchanged; chunks: 1 embedded, 1 reused" in result.stderr
+    report = json.loads(invoke("index", str(folder), "-q", "--json").stdout)
+    assert (report["files_unchanged"], report["chunks_embedded"], report["chunks_reused"]) == (2, 0, 2)
