@@ -144,6 +144,12 @@ def index(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Replace an existing index even if built with other settings.")
     ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run", help="Print which files would be added, re-read or removed; write nothing."
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -169,6 +175,11 @@ def index(
             text_fields=tuple(f.strip() for f in text_fields.split(",") if f.strip())
             or _fail("--text-fields needs at least one field name", 2),
         )
+        if dry_run:
+            from indexer.build import plan_update
+
+            _print_plan(plan_update(folder, index_dir, config), as_json)
+            return
         with BuildProgressBar(enabled=not quiet and sys.stderr.isatty()) as bar:
             report = build_index(
                 folder,
@@ -197,6 +208,25 @@ def _parse_size(text: str, option: str) -> int:
     if match is None or unit not in _SIZE_UNITS or float(match.group(1)) <= 0:
         _fail(f"{option} takes a size such as 500k, 20M or 1G (got {text!r})", 2)
     return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def _print_plan(plan: object, as_json: bool) -> None:
+    from cli.output import to_json
+    from indexer.build import UpdatePlan
+
+    assert isinstance(plan, UpdatePlan)
+    if as_json:
+        typer.echo(to_json(plan.to_dict()))
+        return
+    typer.echo(
+        f"Plan for {plan.index_dir}: {len(plan.added)} to add, {len(plan.changed)} to re-read, "
+        f"{len(plan.removed)} to remove, {len(plan.unchanged)} unchanged (nothing written)"
+    )
+    for label, paths in (("add", plan.added), ("re-read", plan.changed), ("remove", plan.removed)):
+        for path in paths[:20]:
+            typer.echo(f"  {label}: {path}")
+        if len(paths) > 20:
+            typer.echo(f"  ... and {len(paths) - 20} more to {label} (--json lists all)")
 
 
 def _print_build_summary(report: object) -> None:

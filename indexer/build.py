@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from indexer.chunking import chunk_document
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
@@ -18,7 +22,7 @@ from indexer.errors import (
 )
 from indexer.extract import extract_documents
 from indexer.extract.records import RecordFields
-from indexer.manifest import IndexManifest
+from indexer.manifest import CHUNKS_FILE, IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
 from indexer.pipeline import BuildProgress, Pipeline, ProgressCallback
@@ -259,3 +263,68 @@ def _document_chunks(
         elif indexed:
             report.files_added += 1
         yield [], source
+
+
+@dataclass
+class UpdatePlan:
+    """What ``build_index`` would do to the index of a folder, judged by size and mtime."""
+
+    index_dir: Path
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[SkippedFile] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        """Return the plan as JSON-ready data."""
+        return {
+            "index": str(self.index_dir),
+            "added": self.added,
+            "changed": self.changed,
+            "removed": self.removed,
+            "unchanged": self.unchanged,
+            "skipped": [{"path": s.path, "reason": s.reason, "failed": s.failed} for s in self.skipped],
+        }
+
+
+def plan_update(
+    folder: str | Path, index_dir: str | Path | None = None, config: BuildConfig | None = None
+) -> UpdatePlan:
+    """Say which files a build would add, re-read, remove or keep, without writing anything.
+
+    Only the walk and the index's own records are read: no model is loaded, no file is opened.
+    """
+    root = _check_folder(Path(folder))
+    target = resolve_path(index_dir) if index_dir else default_index_dir(root)
+    config = config or BuildConfig()
+    known: dict[str, tuple[int, int]] = {}
+    if _existing_settings(target) is not None:
+        try:
+            table = pq.read_table(target / CHUNKS_FILE, columns=["path", "file_size", "file_mtime"])
+        except (OSError, pa.ArrowException):
+            table = None
+        if table is not None:
+            mtimes = table.column("file_mtime").cast(pa.int64()).to_pylist()
+            for path, size, mtime in zip(
+                table.column("path").to_pylist(), table.column("file_size").to_pylist(), mtimes, strict=True
+            ):
+                known.setdefault(path, (size, mtime))
+    plan = UpdatePlan(index_dir=target)
+    seen = set()
+    for found in walk_folder(
+        root, exclude=(target,), path_filter=PathFilter(root, config.include, config.exclude)
+    ):
+        if isinstance(found, SkippedFile):
+            plan.skipped.append(found)
+            continue
+        seen.add(found.path)
+        before = known.get(found.path)
+        if before is None:
+            plan.added.append(found.path)
+        elif before == (found.size, round(found.mtime * 1_000_000)):
+            plan.unchanged.append(found.path)
+        else:
+            plan.changed.append(found.path)
+    plan.removed = sorted(set(known) - seen)
+    return plan

@@ -285,3 +285,24 @@ def test_reindex_reports_what_it_did(tmp_path: Path) -> None:
     assert "Files: 0 added, 1 updated, 0 removed, 1 unchanged; chunks: 1 embedded, 1 reused" in result.stderr
     report = json.loads(invoke("index", str(folder), "-q", "--json").stdout)
     assert (report["files_unchanged"], report["chunks_embedded"], report["chunks_reused"]) == (2, 0, 2)
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
+    folder = write_files(tmp_path / "d", {"a.txt": "Alpha.", "b.txt": "Beta.", "c.txt": "Gamma."})
+    assert invoke("index", str(folder), "-q").exit_code == 0
+    (folder / "b.txt").write_text("Beta, longer now.")
+    (folder / "c.txt").unlink()
+    (folder / "d.txt").write_text("Delta.")
+    before = {p.name: p.stat().st_mtime_ns for p in (folder / ".semindex").iterdir()}
+    result = invoke("index", str(folder), "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert (plan["added"], plan["changed"], plan["removed"], plan["unchanged"]) == (
+        ["d.txt"],
+        ["b.txt"],
+        ["c.txt"],
+        ["a.txt"],
+    )
+    assert {p.name: p.stat().st_mtime_ns for p in (folder / ".semindex").iterdir()} == before
+    plain = invoke("index", str(folder), "--dry-run")
+    assert "1 to add, 1 to re-read, 1 to remove, 1 unchanged" in plain.stdout
