@@ -211,7 +211,7 @@ def _parse_size(text: str, option: str) -> int:
 
 
 def _print_plan(plan: object, as_json: bool) -> None:
-    from cli.output import to_json
+    from cli.output import printable, to_json
     from indexer.build import UpdatePlan
 
     assert isinstance(plan, UpdatePlan)
@@ -224,7 +224,7 @@ def _print_plan(plan: object, as_json: bool) -> None:
     )
     for label, paths in (("add", plan.added), ("re-read", plan.changed), ("remove", plan.removed)):
         for path in paths[:20]:
-            typer.echo(f"  {label}: {path}")
+            typer.echo(f"  {label}: {printable(path)}")
         if len(paths) > 20:
             typer.echo(f"  ... and {len(paths) - 20} more to {label} (--json lists all)")
 
@@ -251,8 +251,10 @@ def _print_build_summary(report: object) -> None:
         failed = sum(s.failed for s in report.skipped)
         label = f"Skipped {len(report.skipped)}" + (f" ({failed} failed to read)" if failed else "")
         typer.echo(f"{label}:", err=True)
+        from cli.output import printable
+
         for skipped in report.skipped[:20]:
-            typer.echo(f"  {skipped.path}: {skipped.reason}", err=True)
+            typer.echo(f"  {printable(skipped.path)}: {printable(skipped.reason)}", err=True)
         if len(report.skipped) > 20:
             typer.echo(f"  ... and {len(report.skipped) - 20} more (--json lists all)", err=True)
 

@@ -142,6 +142,7 @@ def _build_locked(
             chunking = ChunkingConfig(
                 existing.chunking.get("max_tokens"), existing.chunking.get("overlap_tokens", 32)
             )
+    path_filter = PathFilter(root, config.include, config.exclude)  # bad patterns fail before the model loads
     if progress is not None:
         progress(BuildProgress("loading model", 0, 0, 0, 0, 0, time.perf_counter() - started))
     loading = time.perf_counter()
@@ -156,7 +157,6 @@ def _build_locked(
     if progress is not None:
         progress(BuildProgress("scanning", 0, 0, 0, 0, 0, time.perf_counter() - started))
     sources: list[SourceFile] = []
-    path_filter = PathFilter(root, config.include, config.exclude)
     for found in walk_folder(root, exclude=(target,), path_filter=path_filter):
         if isinstance(found, SkippedFile):
             _record_skip(report, found, config.strict)

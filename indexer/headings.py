@@ -15,7 +15,8 @@ MARKDOWN_SUFFIXES = frozenset({".md", ".markdown", ".mdown", ".mkd"})
 RST_SUFFIXES = frozenset({".rst"})
 SEPARATOR = " > "
 
-_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$")
+_ATX = re.compile(r"^ {0,3}(#{1,6})[ \t]+(\S.*)$")
+MAX_TITLE_CHARS = 200
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.<>_])\1{2,}[ \t]*$")
@@ -38,6 +39,15 @@ def _lines(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _atx_title(rest: str) -> str:
+    """The title of an ATX heading without its closing hashes (linear time, no regex)."""
+    title = rest.rstrip(" \t")
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):
+        title = bare.rstrip(" \t")
+    return title[:MAX_TITLE_CHARS]
+
+
 def markdown_headings(text: str) -> list[Heading]:
     """ATX (``# Title``) and setext (underlined) headings, outside fenced code blocks."""
     headings: list[Heading] = []
@@ -51,12 +61,13 @@ def markdown_headings(text: str) -> list[Heading]:
             continue
         atx = _ATX.match(line)
         if atx:
-            headings.append(Heading(start, len(atx.group(1)), atx.group(2).strip()))
+            headings.append(Heading(start, len(atx.group(1)), _atx_title(atx.group(2))))
             continue
         if number and _SETEXT.match(line) and lines[number - 1][1].strip():
             previous_start, previous = lines[number - 1]
             if not _ATX.match(previous) and not (headings and headings[-1].start == previous_start):
-                headings.append(Heading(previous_start, 1 if line.strip()[0] == "=" else 2, previous.strip()))
+                level = 1 if line.strip()[0] == "=" else 2
+                headings.append(Heading(previous_start, level, previous.strip()[:MAX_TITLE_CHARS]))
     return headings
 
 
@@ -77,7 +88,7 @@ def rst_headings(text: str) -> list[Heading]:
         if style not in styles:
             styles.append(style)
         heading_start = lines[number - 2][0] if overlined else title_start
-        headings.append(Heading(heading_start, styles.index(style) + 1, title.strip()))
+        headings.append(Heading(heading_start, styles.index(style) + 1, title.strip()[:MAX_TITLE_CHARS]))
     return headings
 
 

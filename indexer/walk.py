@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
+from indexer.errors import InputError
 from indexer.manifest import STAGING_MARKER, is_index_folder
 from indexer.records import SkippedFile, SourceFile
 
@@ -33,6 +36,21 @@ def _printable_name(rel: str) -> str | None:
 IGNORE_FILE = ".semindexignore"
 
 
+def _compile(patterns: list[str], where: str) -> Any:
+    """A gitignore-style matcher, or None for no patterns; a bad pattern is an InputError."""
+    import pathspec
+
+    if not patterns:
+        return None
+    for pattern in patterns:
+        try:
+            pathspec.GitIgnoreSpec.from_lines([pattern])
+        except (ValueError, re.error) as exc:
+            shown = pattern.encode("unicode_escape").decode("ascii")[:80]
+            raise InputError(f"invalid pattern {shown!r} in {where}: {exc}") from exc
+    return pathspec.GitIgnoreSpec.from_lines(patterns)
+
+
 class PathFilter:
     """Which paths the user wants: ``--include``/``--exclude`` globs and ``.semindexignore``.
 
@@ -41,14 +59,12 @@ class PathFilter:
     """
 
     def __init__(self, root: Path, include: Sequence[str] = (), exclude: Sequence[str] = ()) -> None:
-        import pathspec
-
-        lines = list(exclude)
         ignore_file = root / IGNORE_FILE
+        lines: list[str] = []
         if ignore_file.is_file():
-            lines = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines() + lines
-        self._ignore = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
-        self._include = pathspec.GitIgnoreSpec.from_lines(list(include)) if include else None
+            lines = ignore_file.read_text(encoding="utf-8", errors="replace").splitlines()
+        self._ignore = _compile([*lines, *exclude], f"{IGNORE_FILE} or --exclude")
+        self._include = _compile(list(include), "--include")
 
     def wants_folder(self, rel: str) -> bool:
         return self._ignore is None or not self._ignore.match_file(rel + "/")

@@ -92,7 +92,7 @@ def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFi
         if kind == "docx":
             from indexer.extract.docx import docx_text
 
-            return _finish(Document(source, docx_text(data), format="docx"))
+            return _finish(Document(source, docx_text(data, max_file_size), format="docx"))
     except InputError as exc:
         return SkippedFile(source.path, str(exc), failed=True)
     if looks_binary(data, SNIFF_BYTES):

@@ -17,13 +17,11 @@ _SKIP = frozenset(
         "header",
         "footer",
         "aside",
-        "form",
         "button",
         "select",
         "iframe",
         "object",
         "canvas",
-        "head",
     }
 )
 # Elements that end a paragraph of text.
@@ -78,14 +76,17 @@ _VOID = frozenset(
 )
 
 
+_LONE_LT = re.compile(r"<(?=[^<>]*(?:<|\Z))")
+
+
 class _ReadableText(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.title_parts: list[str] = []
         self.blocks: list[str] = []
         self._current: list[str] = []
-        self._skip_depth = 0
         self._skip_stack: list[str] = []
+        self._skip_open: dict[str, int] = {}  # how many of each tag the stack holds (O(1) lookups)
         self._in_title = False
         self._pre_depth = 0
 
@@ -105,6 +106,7 @@ class _ReadableText(HTMLParser):
         if tag in _SKIP:
             if tag not in _VOID:
                 self._skip_stack.append(tag)
+                self._skip_open[tag] = self._skip_open.get(tag, 0) + 1
             return
         if self._skip_stack:
             return
@@ -120,10 +122,13 @@ class _ReadableText(HTMLParser):
             self._in_title = False
             return
         if self._skip_stack:
-            if tag in self._skip_stack:
+            if self._skip_open.get(tag):
                 # Close the matching element and anything left open inside it.
-                while self._skip_stack and self._skip_stack.pop() != tag:
-                    pass
+                while self._skip_stack:
+                    closed = self._skip_stack.pop()
+                    self._skip_open[closed] -= 1
+                    if closed == tag:
+                        break
             return
         if tag in _BLOCK:
             self._end_block()
@@ -144,7 +149,9 @@ class _ReadableText(HTMLParser):
 def html_to_text(markup: str) -> tuple[str, str]:
     """Return (title, readable text) of an HTML page; paragraphs are separated by blank lines."""
     parser = _ReadableText()
-    parser.feed(markup)
+    # A '<' that another '<' follows before any '>' cannot open a tag; escaping it first keeps
+    # html.parser from rescanning the rest of the page at each one (quadratic time).
+    parser.feed(_LONE_LT.sub("&lt;", markup))
     parser.close()
     title = " ".join("".join(parser.title_parts).split())
     body = "\n\n".join(parser.blocks)

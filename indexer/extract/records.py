@@ -40,10 +40,11 @@ def looks_like_records(suffix: str, head: bytes, fields: RecordFields) -> bool:
         if not text.startswith("["):
             return False
         text = text[1:].lstrip()
-    first = text.split("\n", 1)[0].strip().rstrip(",")
+    else:
+        text = text.split("\n", 1)[0]
     try:
-        record = json.loads(first)
-    except ValueError:
+        record, _ = json.JSONDecoder().raw_decode(text)
+    except (ValueError, RecursionError):
         return False
     wanted = {fields.id_field, *fields.text_fields}
     return isinstance(record, dict) and bool(wanted & set(record))
@@ -55,7 +56,7 @@ def _record_text(record: dict[str, Any], fields: Sequence[str]) -> str:
         value = record.get(name)
         if value is None:
             continue
-        value = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        value = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
         if value.strip():
             parts.append(value.strip())
     return "\n\n".join(parts)
@@ -79,13 +80,19 @@ def iter_records(source: SourceFile, fields: RecordFields) -> Iterator[Document 
     """The documents of a record file, streamed (a record file may be far larger than memory)."""
     suffix = source.absolute.suffix.lower()
     if suffix == ".parquet":
-        yield from _parquet_records(source, fields)
+        found = _parquet_records(source, fields)
     elif suffix == ".json":
-        yield from _json_array_records(source, fields)
+        found = _json_array_records(source, fields)
     elif suffix in (".csv", ".tsv"):
-        yield from _csv_records(source, fields, "\t" if suffix == ".tsv" else ",")
+        found = _csv_records(source, fields, "\t" if suffix == ".tsv" else ",")
     else:
-        yield from _jsonl_records(source, fields)
+        found = _jsonl_records(source, fields)
+    count = 0
+    for item in found:
+        count += 1
+        yield item
+    if count == 0:
+        yield SkippedFile(source.path, "no records")
 
 
 def _jsonl_records(source: SourceFile, fields: RecordFields) -> Iterator[Document | SkippedFile]:
@@ -99,6 +106,9 @@ def _jsonl_records(source: SourceFile, fields: RecordFields) -> Iterator[Documen
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
                 yield SkippedFile(f"{source.path}:{line_number}", f"invalid JSON: {exc.msg}", failed=True)
+                continue
+            except RecursionError:
+                yield SkippedFile(f"{source.path}:{line_number}", "JSON nested too deeply", failed=True)
                 continue
             yield _document(source, record, number, line_number, fields)
 
@@ -146,7 +156,9 @@ def _parquet_records(source: SourceFile, fields: RecordFields) -> Iterator[Docum
         yield SkippedFile(source.path, f"unreadable Parquet: {exc}", failed=True)
 
 
-def read_head(source: SourceFile, size: int = 65536) -> bytes:
-    """The first bytes of a file, for sniffing."""
+def read_head(source: SourceFile, size: int = 1 << 20) -> bytes:
+    """The first bytes of a file (a whole first line for JSON Lines, up to 16 MiB), for sniffing."""
     with open(source.absolute, "rb") as handle:
+        if source.absolute.suffix.lower() in (".jsonl", ".ndjson"):
+            return handle.readline(16 << 20)
         return handle.read(size)

@@ -306,3 +306,13 @@ def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:
     assert {p.name: p.stat().st_mtime_ns for p in (folder / ".semindex").iterdir()} == before
     plain = invoke("index", str(folder), "--dry-run")
     assert "1 to add, 1 to re-read, 1 to remove, 1 unchanged" in plain.stdout
+
+
+def test_summary_and_patterns_are_safe(tmp_path: Path) -> None:
+    folder = write_files(
+        tmp_path / "d",
+        {"ok.txt": "Fine.", "recs.jsonl": json.dumps({"_id": "e\x1b]0;PWNED\x07", "title": ""}) + "\n"},
+    )
+    result = invoke("index", str(folder))
+    assert result.exit_code == 0 and "\x1b" not in result.stderr and "\x07" not in result.stderr
+    assert_one_line_error(invoke("index", str(folder), "--exclude", "!"), 1, "invalid pattern")

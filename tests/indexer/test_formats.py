@@ -130,3 +130,65 @@ def test_strict_mode_stops_at_a_failure_and_keeps_the_old_index(
     assert Index.open(folder / ".semindex", embedder=embedder).search("fine", k=5)[0].path == "ok.txt"
     report = build_index(folder, embedder=embedder)
     assert [s.path for s in report.skipped if s.failed] == ["broken.pdf"]
+
+
+def test_hostile_html_is_fast_and_keeps_content() -> None:
+    """Guards against quadratic parsing (lone '<', deep skip stacks) and lost page bodies."""
+    import time
+
+    started = time.perf_counter()
+    _, text = html_to_text("<html><body><p>" + "if x<y then y " * 10_000)
+    html_to_text("<a" * 40_000)
+    html_to_text("<nav>" * 50_000 + "</p>" * 50_000)
+    assert time.perf_counter() - started < 5, "three pathological pages take well under a second each"
+    assert text.count("x<y") == 10_000
+    assert html_to_text("<html><head><title>Owls</title><body><p>Owls hunt mice.</p>")[1].endswith(
+        "hunt mice."
+    )
+    assert html_to_text("<body><form><p>Inside a form.</p></form></body>")[1] == "Inside a form."
+
+
+def test_long_heading_lines_are_linear() -> None:
+    import time
+
+    from indexer.headings import markdown_headings
+
+    started = time.perf_counter()
+    (heading,) = markdown_headings("# a" + " \t" * 5_000 + "b")
+    assert time.perf_counter() - started < 1 and heading.title.startswith("a") and len(heading.title) <= 200
+    assert [h.title for h in markdown_headings("## Title ##\n# x #y #\n")] == ["Title", "x #y"]
+
+
+def test_docx_details_and_bombs(tmp_path: Path) -> None:
+    import zipfile
+
+    from indexer.errors import InputError
+    from indexer.extract.docx import docx_text
+
+    data = docx_bytes()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        parts = {name: archive.read(name) for name in archive.namelist()}
+    xml = parts["word/document.xml"].decode()
+    extra = (
+        "<w:p><w:r><w:t>Name</w:t><w:tab/><w:t>Value</w:t><w:br/><w:t>next line</w:t></w:r></w:p>"
+        "<!-- a comment --><w:sdt><w:sdtContent><w:p><w:r><w:t>Cover page text</w:t></w:r></w:p>"
+        "</w:sdtContent></w:sdt>"
+    )
+    parts["word/document.xml"] = xml.replace("<w:body>", "<w:body>" + extra, 1).encode()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, content in parts.items():
+            archive.writestr(name, content)
+    text = docx_text(buffer.getvalue(), 1 << 20)
+    assert "Name\tValue\nnext line" in text and "Cover page text" in text and "Glacier melt" in text
+    with pytest.raises(InputError, match="unpacks to"):
+        docx_text(buffer.getvalue(), 100)
+
+
+def test_bad_patterns_are_clear_errors(tmp_path: Path) -> None:
+    from indexer.errors import InputError
+    from indexer.walk import PathFilter
+
+    for include, exclude in (((), ("!",)), (("[z-a]",), ())):
+        with pytest.raises(InputError, match="invalid pattern"):
+            PathFilter(tmp_path, include, exclude)

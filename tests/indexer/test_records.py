@@ -74,3 +74,35 @@ def test_no_records_reads_files_as_text(tmp_path: Path, embedder: SentenceTransf
     build_index(folder, embedder=embedder, config=BuildConfig(records=False))
     rows = pq.read_table(folder / ".semindex" / "chunks.parquet").to_pylist()
     assert len(rows) == 1 and rows[0]["record"] is None and '"_id": "d1"' in rows[0]["text"]
+
+
+def test_record_detection_and_odd_files(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    folder = write_files(
+        tmp_path / "d",
+        {
+            "one-line.json": json.dumps(BEIR[:1]),
+            "pretty.json": json.dumps(BEIR[1:2], indent=2),
+            "empty.jsonl": "\n\n",
+            "deep.jsonl": "[" * 100_000 + "\n" + json.dumps(BEIR[2]) + "\n",
+        },
+    )
+    pq.write_table(
+        pa.table({"_id": ["t"], "text": [pa.scalar(1_700_000_000_000_000, pa.timestamp("us"))]}),
+        folder / "times.parquet",
+    )
+    report = build_index(folder, embedder=embedder, config=BuildConfig(records=True))
+    skipped = {s.path: s.reason for s in report.skipped}
+    assert skipped["empty.jsonl"] == "no records"
+    assert skipped["deep.jsonl:1"] in ("JSON nested too deeply",) or skipped["deep.jsonl:1"].startswith(
+        "invalid JSON"
+    )
+    rows = pq.read_table(folder / ".semindex" / "chunks.parquet").to_pylist()
+    assert {(r["path"], r["record"]) for r in rows} == {
+        ("one-line.json", "d1"),
+        ("pretty.json", "d2"),
+        ("deep.jsonl", "d3"),
+        ("times.parquet", "t"),
+    }
+    auto = write_files(tmp_path / "auto", {"one-line.json": json.dumps(BEIR[:1])})
+    build_index(auto, embedder=embedder)
+    assert pq.read_table(auto / ".semindex" / "chunks.parquet").column("record").to_pylist() == ["d1"]
