@@ -284,7 +284,7 @@ class UpdatePlan:
             "changed": self.changed,
             "removed": self.removed,
             "unchanged": self.unchanged,
-            "skipped": [{"path": s.path, "reason": s.reason, "failed": s.failed} for s in self.skipped],
+            "skipped": [s.to_dict() for s in self.skipped],
         }
 
 

@@ -24,6 +24,10 @@ class SkippedFile:
     reason: str
     failed: bool = False  # True when the file should have been readable (an error, not a choice)
 
+    def to_dict(self) -> dict[str, object]:
+        """Return the entry as JSON-ready data."""
+        return {"path": self.path, "reason": self.reason, "failed": self.failed}
+
 
 @dataclass(frozen=True)
 class Document:
@@ -113,5 +117,5 @@ class BuildReport:
             if self.pipeline_seconds
             else None,
             "failed": sum(s.failed for s in self.skipped),
-            "skipped": [{"path": s.path, "reason": s.reason, "failed": s.failed} for s in self.skipped],
+            "skipped": [s.to_dict() for s in self.skipped],
         }
