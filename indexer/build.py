@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from indexer.chunking import chunk_document
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
@@ -22,14 +19,26 @@ from indexer.errors import (
 )
 from indexer.extract import extract_documents
 from indexer.extract.records import RecordFields
-from indexer.manifest import CHUNKS_FILE, IndexManifest
+from indexer.filetable import FileEntry, mtime_us, write_file_table
+from indexer.manifest import IndexManifest, PartRef
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
 from indexer.pipeline import BuildProgress, Pipeline, ProgressCallback
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
 from indexer.reuse import PreviousIndex
-from indexer.store import IndexLock, IndexWriter, check_target, clean_leftovers
+from indexer.store import (
+    FAISS_TYPE,
+    IndexLock,
+    PartWriter,
+    check_target,
+    collect_garbage,
+    commit,
+    file_sha256,
+    remove_index_folder,
+)
 from indexer.walk import PathFilter, walk_folder
+
+MAX_SMALL_PARTS = 4  # more parts than this under a quarter of the part size are merged
 
 
 def default_index_dir(folder: Path) -> Path:
@@ -94,18 +103,22 @@ def build_index(
     config: BuildConfig | None = None,
     rebuild: bool = False,
     progress: ProgressCallback | None = None,
+    wait: bool = False,
+    on_wait: Callable[[], None] | None = None,
 ) -> BuildReport:
-    """Index every readable text file under ``folder``.
+    """Index every readable text file under ``folder``, or bring its existing index up to date.
 
     Args:
         folder: The folder of documents.
-        index_dir: Where to write the index; ``folder/.semindex`` by default.
+        index_dir: Where the index lives; ``folder/.semindex`` by default.
         model: Model name or path; by default the existing index's model, else the default model.
         embedder: An already loaded model (overrides ``model``).
         chunking: Chunk size and overlap; by default the existing index's, else the model's limit.
         config: Other build settings.
-        rebuild: Replace an existing index even if it was built with other settings.
+        rebuild: Start from scratch, even if the index was built with other settings.
         progress: Called with a BuildProgress after each embedded batch.
+        wait: Wait for another writer of the same index to finish instead of failing.
+        on_wait: Called once when ``wait`` finds the index busy.
 
     Returns:
         A BuildReport with counts, skipped files and timings.
@@ -114,11 +127,56 @@ def build_index(
     root = _check_folder(Path(folder))
     target = resolve_path(index_dir) if index_dir else default_index_dir(root)
     _check_target(root, target)
-    with IndexLock(target):
-        clean_leftovers(target)
-        return _build_locked(
-            root, target, model, embedder, chunking, config or BuildConfig(), rebuild, progress, started
-        )
+    created = not target.exists()
+    with IndexLock(target, wait=wait, on_wait=on_wait):
+        try:
+            return _build_locked(
+                root, target, model, embedder, chunking, config or BuildConfig(), rebuild, progress, started
+            )
+        except BaseException:
+            if created and not (target / "manifest.json").exists():
+                remove_index_folder(target)  # a first build that failed leaves nothing behind
+            raise
+
+
+@dataclass
+class FolderState:
+    """The folder compared with the index: what is kept as it is and what must be read."""
+
+    kept: dict[str, FileEntry] = field(default_factory=dict)  # unchanged, by size and time or hash
+    touched: int = 0  # kept files whose time changed but whose content did not
+    to_read: list[SourceFile] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    walk_skips: list[SkippedFile] = field(default_factory=list)
+
+
+def _survey(
+    root: Path, target: Path, path_filter: PathFilter, known: dict[str, FileEntry], old: set[str]
+) -> FolderState:
+    """Compare the folder with ``known`` entries: cheap first (size and time), exact second (hash)."""
+    state = FolderState()
+    seen = set()
+    for found in walk_folder(root, exclude=(target,), path_filter=path_filter):
+        if isinstance(found, SkippedFile):
+            state.walk_skips.append(found)
+            continue
+        seen.add(found.path)
+        entry = known.get(found.path)
+        if entry is not None and entry.same_stat(found.size, found.mtime):
+            state.kept[found.path] = entry
+            continue
+        if entry is not None and entry.sha256 and entry.size == found.size:
+            try:
+                same = file_sha256(found.absolute) == entry.sha256
+            except OSError:
+                same = False
+            if same:
+                state.kept[found.path] = entry.touched(found.mtime)
+                state.touched += 1
+                continue
+        state.to_read.append(found)
+    state.removed = sorted(old - seen)
+    return state
 
 
 def _build_locked(
@@ -132,7 +190,11 @@ def _build_locked(
     progress: ProgressCallback | None,
     started: float,
 ) -> BuildReport:
-    existing = None if rebuild else _existing_settings(target)
+    current = _existing_settings(target)
+    if current is not None:
+        collect_garbage(target, current)  # what an interrupted write left behind
+    existing = None if rebuild else current
+    explicit_chunking = chunking is not None
     if existing is not None:
         if model is None and embedder is None:
             model = existing.model_name
@@ -143,54 +205,88 @@ def _build_locked(
                 existing.chunking.get("max_tokens"), existing.chunking.get("overlap_tokens", 32)
             )
     path_filter = PathFilter(root, config.include, config.exclude)  # bad patterns fail before the model loads
-    if progress is not None:
-        progress(BuildProgress("loading model", 0, 0, 0, 0, 0, time.perf_counter() - started))
-    loading = time.perf_counter()
-    embedder = embedder or load_embedder(model)
-    model_seconds = time.perf_counter() - loading
-    settings = (chunking or ChunkingConfig()).resolve(embedder.token_limit)
-    if existing is not None:
-        _check_same_chunking(existing, settings, target)
-
     previous = PreviousIndex.load(target, existing) if existing is not None else None
-    report = BuildReport(index_dir=target, model_seconds=model_seconds)
-    if progress is not None:
-        progress(BuildProgress("scanning", 0, 0, 0, 0, 0, time.perf_counter() - started))
-    sources: list[SourceFile] = []
-    for found in walk_folder(root, exclude=(target,), path_filter=path_filter):
-        if isinstance(found, SkippedFile):
-            _record_skip(report, found, config.strict)
+    extraction = config.extraction()
+    old_files = previous.files if previous is not None else {}
+    same_extraction = previous is not None and previous.manifest.extraction in ({}, extraction)
+    _notify(progress, "scanning", started)
+    state = _survey(root, target, path_filter, old_files if same_extraction else {}, set(old_files))
+
+    report = BuildReport(index_dir=target)
+    for skipped in state.walk_skips:
+        _record_skip(report, skipped, config.strict)
+    for entry in state.kept.values():
+        if entry.status == "indexed":
+            report.files_indexed += 1
+            report.files_unchanged += 1
+            report.chunks_reused += entry.chunks
         else:
-            sources.append(found)
+            _record_skip(report, entry.skipped_entry(), config.strict)  # type: ignore[arg-type]
+        for note in entry.notes:
+            _record_skip(report, note, config.strict)
+    report.files_removed = sum(old_files[p].status == "indexed" for p in state.removed)
+
+    old_parts = previous.manifest.part_refs if previous is not None else []
+    dropped = set(old_files) - set(state.kept)  # their rows go: removed, or read again
+    affected = {part for path in dropped for part in old_files[path].parts}
+    migrate = previous is not None and previous.manifest.format_version < 2
+    if previous is not None and not state.to_read and not affected and not state.touched and not migrate:
+        report.chunks = int(previous.manifest.counts.get("chunks", 0))
+        report.seconds = time.perf_counter() - started
+        return report  # nothing changed: nothing is written
+    if migrate:
+        affected = {part.id for part in old_parts}  # format 1 is rewritten as parts
+    small = [p.id for p in old_parts if p.id not in affected and p.rows < config.part_rows // 4]
+    if len(small) > MAX_SMALL_PARTS:
+        affected.update(small)  # compaction: many small parts become a few full ones
+
+    if state.to_read or embedder is not None or explicit_chunking or existing is None:
+        _notify(progress, "loading model", started)
+        loading = time.perf_counter()
+        embedder = embedder or load_embedder(model)
+        report.model_seconds = time.perf_counter() - loading
+        settings = (chunking or ChunkingConfig()).resolve(embedder.token_limit)
+        if existing is not None:
+            _check_same_chunking(existing, settings, target)
+        model_facts, dimension = embedder.describe(), embedder.dimension
+    else:
+        assert existing is not None
+        settings = ResolvedChunking(existing.chunking["max_tokens"], existing.chunking["overlap_tokens"])
+        model_facts, dimension = dict(existing.model), existing.dimension
 
     try:
-        writer = IndexWriter(target, embedder.dimension, config.row_group_size)
+        writer = PartWriter(target, dimension, config.part_rows, config.row_group_size)
     except OSError as exc:
         raise IndexWriteError(f"cannot write the index at {target}: {exc.strerror or exc}") from exc
     try:
-        pipeline = Pipeline(sources, embedder, config, writer, report, progress, previous)
-        for chunks, finished in _document_chunks(sources, embedder, settings, config, report, previous):
-            pipeline.add(chunks, finished)
-        pipeline.flush()
-        if previous is not None:
-            report.files_removed = len(previous.paths - {s.path for s in sources})
-        if writer.count == 0:
+        for part in old_parts:
+            if part.id in affected and previous is not None:
+                table, vectors = previous.part_rows(part)
+                keep = [path not in dropped for path in table.column("path").to_pylist()]
+                writer.add_table(table.filter(keep), vectors[keep])
+        read: dict[str, FileEntry] = {}
+        if state.to_read:
+            assert embedder is not None
+            pipeline = Pipeline(state.to_read, embedder, config, writer, report, progress, previous)
+            chunks_of = _document_chunks(state.to_read, embedder, settings, config, report, old_files, read)
+            for chunks, finished in chunks_of:
+                pipeline.add(chunks, finished)
+            pipeline.flush()
+        parts = [p for p in old_parts if p.id not in affected] + writer.finish()
+        manifest = _new_manifest(current, existing, parts, model_facts, settings, extraction, root)
+        if manifest.counts["chunks"] == 0:
             raise NothingToIndexError(_nothing_message(root, report))
+        entries = _file_entries(state.kept, read, affected, writer.paths_in_part)
+        manifest.file_table = write_file_table(target, entries)
+        manifest.counts.update(documents=sum(e.status == "indexed" for e in entries), files=len(entries))
+        report.chunks = manifest.counts["chunks"]
         report.seconds = time.perf_counter() - started
-        manifest = IndexManifest(
-            model=embedder.describe(),
-            chunking=settings.to_dict(),
-            faiss={},
-            counts={"documents": report.files_indexed, "chunks": writer.count},
-            files={},
-            root=str(root),
-            build={
-                "seconds": round(report.seconds, 3),
-                "tokens": report.tokens,
-                "skipped": len(report.skipped),
-            },
-        )
-        writer.commit(manifest)
+        manifest.build = {
+            "seconds": round(report.seconds, 3),
+            "tokens": report.tokens,
+            "skipped": len(report.skipped),
+        }
+        commit(target, manifest)
     except OSError as exc:
         writer.abort()
         raise IndexWriteError(
@@ -200,6 +296,55 @@ def _build_locked(
         writer.abort()
         raise
     return report
+
+
+def _notify(progress: ProgressCallback | None, stage: str, started: float) -> None:
+    if progress is not None:
+        progress(BuildProgress(stage, 0, 0, 0, 0, 0, time.perf_counter() - started))
+
+
+def _new_manifest(
+    current: IndexManifest | None,
+    existing: IndexManifest | None,
+    parts: list[PartRef],
+    model_facts: dict[str, object],
+    settings: ResolvedChunking,
+    extraction: dict[str, object],
+    root: Path,
+) -> IndexManifest:
+    manifest = IndexManifest(
+        model=model_facts,
+        chunking=settings.to_dict(),
+        faiss={"type": FAISS_TYPE, "metric": "inner_product", "ntotal": sum(p.rows for p in parts)},
+        counts={"chunks": sum(p.rows for p in parts), "parts": len(parts)},
+        parts=[p.to_dict() for p in parts],
+        extraction=extraction,
+        root=str(root),
+        version=current.version + 1 if current is not None else 1,
+    )
+    if existing is not None:
+        manifest.created_at = existing.created_at
+    return manifest
+
+
+def _file_entries(
+    kept: dict[str, FileEntry],
+    read: dict[str, FileEntry],
+    rewritten: set[str],
+    paths_in_part: dict[str, set[str]],
+) -> list[FileEntry]:
+    """Every file's entry, pointing at the parts that now hold its rows."""
+    new_parts: dict[str, list[str]] = {}
+    for part_id, paths in paths_in_part.items():
+        for path in paths:
+            new_parts.setdefault(path, []).append(part_id)
+    entries = []
+    for entry in kept.values():
+        still = tuple(p for p in entry.parts if p not in rewritten)
+        entries.append(replace(entry, parts=still + tuple(new_parts.get(entry.path, ()))))
+    for entry in read.values():
+        entries.append(replace(entry, parts=tuple(new_parts.get(entry.path, ()))))
+    return entries
 
 
 def _record_skip(report: BuildReport, skipped: SkippedFile, strict: bool) -> None:
@@ -222,52 +367,75 @@ def _document_chunks(
     settings: ResolvedChunking,
     config: BuildConfig,
     report: BuildReport,
-    previous: PreviousIndex | None = None,
+    old_files: dict[str, FileEntry],
+    entries: dict[str, FileEntry],
 ) -> Iterator[tuple[list[Chunk], SourceFile | None]]:
     """Chunks document by document; a file's last item carries the file, to mark it done.
 
     A file that is skipped or fails is recorded in the report and yields no chunks, so one bad
-    file never stops the build. Record files yield once per record, so memory stays flat.
+    file never stops the build. Record files yield once per record, so memory stays flat. Each
+    file's entry for the file table goes into ``entries``.
     """
     fields = RecordFields(config.id_field, config.text_fields)
     for source in sources:
-        kept = previous.unchanged(source) if previous is not None else None
-        if kept:  # same size and time as in the previous index: not even read again
-            report.files_unchanged += 1
-            report.files_indexed += 1
-            yield kept, source
-            continue
-        indexed = False
+        skips: list[SkippedFile] = []
+        chunk_count = 0
+        failed = False
+        try:
+            digest: str | None = file_sha256(source.absolute)
+        except OSError:
+            digest = None  # extraction fails on it below, with the reason
         try:
             for document in extract_documents(source, config.max_file_size, config.records, fields):
                 if isinstance(document, SkippedFile):
                     _record_skip(report, document, config.strict)
+                    skips.append(document)
                     continue
                 for note in document.notes:
                     _record_skip(report, note, config.strict)
+                    skips.append(note)
                 chunks = chunk_document(document, embedder.tokenizer, settings)
                 if not chunks:
                     where = f"{source.path}#{document.record_id}" if document.record_id else source.path
-                    report.skipped.append(SkippedFile(where, "empty or whitespace-only"))
+                    empty = SkippedFile(where, "empty or whitespace-only")
+                    report.skipped.append(empty)
+                    skips.append(empty)
                     continue
-                indexed = True
+                chunk_count += len(chunks)
                 yield chunks, None
         except StrictModeError:
             raise
         except Exception as exc:  # one bad file must not stop the build
             failure = SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}", failed=True)
             _record_skip(report, failure, config.strict)
+            skips.append(failure)
+            failed = True
+        entries[source.path] = _entry_for(source, digest, chunk_count, skips, failed)
+        indexed = chunk_count > 0
         report.files_indexed += indexed
-        if indexed and previous is not None and source.path in previous.paths:
+        before = old_files.get(source.path)
+        if indexed and before is not None and before.status == "indexed":
             report.files_updated += 1
         elif indexed:
             report.files_added += 1
         yield [], source
 
 
+def _entry_for(
+    source: SourceFile, digest: str | None, chunks: int, skips: list[SkippedFile], failed: bool
+) -> FileEntry:
+    entry = FileEntry(source.path, source.size, mtime_us(source.mtime), digest, chunks=chunks)
+    if failed or not chunks:
+        whole = [s for s in skips if s.path == source.path]
+        reason = whole[-1].reason if whole else "no record with text"
+        notes = tuple(s for s in skips if s not in whole[-1:])
+        return replace(entry, status="failed" if failed else "skipped", reason=reason, notes=notes)
+    return replace(entry, notes=tuple(skips))
+
+
 @dataclass
 class UpdatePlan:
-    """What ``build_index`` would do to the index of a folder, judged by size and mtime."""
+    """What ``build_index`` would do to the index of a folder."""
 
     index_dir: Path
     added: list[str] = field(default_factory=list)
@@ -293,38 +461,21 @@ def plan_update(
 ) -> UpdatePlan:
     """Say which files a build would add, re-read, remove or keep, without writing anything.
 
-    Only the walk and the index's own records are read: no model is loaded, no file is opened.
+    Only the walk, the index's file table and (for files whose time changed) the files' bytes
+    are read: no model is loaded and nothing is written.
     """
     root = _check_folder(Path(folder))
     target = resolve_path(index_dir) if index_dir else default_index_dir(root)
     config = config or BuildConfig()
-    known: dict[str, tuple[int, int]] = {}
-    if _existing_settings(target) is not None:
-        try:
-            table = pq.read_table(target / CHUNKS_FILE, columns=["path", "file_size", "file_mtime"])
-        except (OSError, pa.ArrowException):
-            table = None
-        if table is not None:
-            mtimes = table.column("file_mtime").cast(pa.int64()).to_pylist()
-            for path, size, mtime in zip(
-                table.column("path").to_pylist(), table.column("file_size").to_pylist(), mtimes, strict=True
-            ):
-                known.setdefault(path, (size, mtime))
-    plan = UpdatePlan(index_dir=target)
-    seen = set()
-    for found in walk_folder(
-        root, exclude=(target,), path_filter=PathFilter(root, config.include, config.exclude)
-    ):
-        if isinstance(found, SkippedFile):
-            plan.skipped.append(found)
-            continue
-        seen.add(found.path)
-        before = known.get(found.path)
-        if before is None:
-            plan.added.append(found.path)
-        elif before == (found.size, round(found.mtime * 1_000_000)):
-            plan.unchanged.append(found.path)
-        else:
-            plan.changed.append(found.path)
-    plan.removed = sorted(set(known) - seen)
+    path_filter = PathFilter(root, config.include, config.exclude)
+    existing = _existing_settings(target)
+    previous = PreviousIndex.load(target, existing) if existing is not None else None
+    old_files = previous.files if previous is not None else {}
+    same = previous is not None and previous.manifest.extraction in ({}, config.extraction())
+    state = _survey(root, target, path_filter, old_files if same else {}, set(old_files))
+    plan = UpdatePlan(index_dir=target, removed=state.removed, skipped=list(state.walk_skips))
+    plan.unchanged = sorted(state.kept)
+    for source in state.to_read:
+        (plan.changed if source.path in old_files else plan.added).append(source.path)
+    plan.skipped += [s for e in state.kept.values() if (s := e.skipped_entry()) is not None]
     return plan

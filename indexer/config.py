@@ -64,3 +64,13 @@ class BuildConfig:
     embed_batch_chunks: int = 1024  # chunks gathered and sorted by length before embedding
     embed_slice_chunks: int = 64  # chunks per model call within a batch (progress granularity)
     row_group_size: int = 4096
+    part_rows: int = 65_536  # rows per part: an update rewrites only the parts its files touch
+
+    def extraction(self) -> dict[str, object]:
+        """The settings that change what is read from a file; when they change, files are read again."""
+        return {
+            "max_file_size": self.max_file_size,
+            "records": self.records,
+            "id_field": self.id_field,
+            "text_fields": list(self.text_fields),
+        }

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -15,13 +17,20 @@ from indexer import __version__
 from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError
 
 FORMAT_NAME = "semindex"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
-FAISS_FILE = "index.faiss"
-CHUNKS_FILE = "chunks.parquet"
-STAGING_MARKER = ".semindex-staging"  # written first into a staging folder: only such folders are ours
+CHUNKS_DIR = "chunks"  # one Parquet file per part: read the folder with pandas or DuckDB
+VECTORS_DIR = "vectors"  # one FAISS file per part
+LOCK_FILE = "semindex.lock"
+PART_ID = re.compile(r"[0-9a-f]{16}")
+FILE_TABLE = re.compile(r"files-[0-9a-f]{16}\.parquet")
+# Format 1 kept one pair of files at the top of the folder; it is still read, and rewritten as
+# parts by the next update.
+LEGACY_FAISS_FILE = "index.faiss"
+LEGACY_CHUNKS_FILE = "chunks.parquet"
+LEGACY_PART_ID = "legacy"
 
-_REQUIRED = ("format", "format_version", "created_at", "model", "chunking", "faiss", "counts", "files")
+_REQUIRED = ("format", "format_version", "created_at", "model", "chunking", "faiss", "counts")
 _LIBRARIES = ("faiss-cpu", "pyarrow", "numpy", "torch", "transformers", "sentence-transformers", "tokenizers")
 
 
@@ -63,7 +72,7 @@ def _type_problem(data: dict[str, Any]) -> str | None:
         return "format_version is not a whole number"
     if not isinstance(data["created_at"], str):
         return "created_at is not text"
-    for key in ("model", "chunking", "faiss", "counts", "files", "versions", "build"):
+    for key in ("model", "chunking", "faiss", "counts", "files", "versions", "build", "extraction"):
         if not isinstance(data.get(key, {}), dict):
             return f"{key} is not an object"
     model = data["model"]
@@ -77,14 +86,91 @@ def _type_problem(data: dict[str, Any]) -> str | None:
     for key in ("max_tokens", "overlap_tokens"):
         if not _is_int(data["chunking"].get(key)):
             return f"chunking.{key} is not a whole number"
-    for name, facts in data["files"].items():
-        if name not in (FAISS_FILE, CHUNKS_FILE):
-            return f"files lists an unknown file {name!r}"
-        if not isinstance(facts, dict) or not _is_int(facts.get("bytes")):
-            return f"files.{name}.bytes is not a whole number"
     if not isinstance(data.get("root"), (str, type(None))):
         return "root is not text"
+    if data["format_version"] < 2:
+        if "files" not in data:
+            return "files is missing"
+        for name, facts in data["files"].items():
+            if name not in (LEGACY_FAISS_FILE, LEGACY_CHUNKS_FILE):
+                return f"files lists an unknown file {name!r}"
+            if not isinstance(facts, dict) or not _is_int(facts.get("bytes")):
+                return f"files.{name}.bytes is not a whole number"
+        return None
+    return _parts_problem(data)
+
+
+def _file_facts_problem(where: str, facts: object) -> str | None:
+    if not isinstance(facts, dict) or not _is_int(facts.get("bytes")):
+        return f"{where}.bytes is not a whole number"
+    for key in ("sample_sha256", "sha256"):
+        if not isinstance(facts.get(key, ""), str):
+            return f"{where}.{key} is not text"
     return None
+
+
+def _parts_problem(data: dict[str, Any]) -> str | None:
+    parts = data.get("parts")
+    if not isinstance(parts, list):
+        return "parts is not a list"
+    seen = set()
+    for number, part in enumerate(parts):
+        where = f"parts[{number}]"
+        if not isinstance(part, dict):
+            return f"{where} is not an object"
+        if not isinstance(part.get("id"), str) or not PART_ID.fullmatch(part["id"]):
+            return f"{where}.id is not a part id"  # it names files: nothing else may get through
+        if part["id"] in seen:
+            return f"{where}.id repeats an earlier part"
+        seen.add(part["id"])
+        if not _is_int(part.get("rows")):
+            return f"{where}.rows is not a whole number"
+        files = part.get("files")
+        if not isinstance(files, dict) or set(files) != {"chunks", "vectors"}:
+            return f"{where}.files must describe its chunks and vectors"
+        for kind, facts in files.items():
+            problem = _file_facts_problem(f"{where}.files.{kind}", facts)
+            if problem:
+                return problem
+    if sum(part["rows"] for part in parts) != data["counts"]["chunks"]:
+        return "the parts' rows do not add up to counts.chunks"
+    table = data.get("file_table")
+    if table is not None:
+        if not isinstance(table, dict) or not FILE_TABLE.fullmatch(str(table.get("name", ""))):
+            return "file_table.name is not a file table name"
+        problem = _file_facts_problem("file_table", table)
+        if problem:
+            return problem
+    if not _is_int(data.get("version", 0)):
+        return "version is not a whole number"
+    return None
+
+
+@dataclass(frozen=True)
+class PartRef:
+    """One part of an index as the manifest lists it: a Parquet file and a FAISS file, row i = id i."""
+
+    id: str
+    rows: int
+    files: dict[str, dict[str, Any]]
+
+    @property
+    def chunks_name(self) -> str:
+        """The Parquet file's path inside the index folder."""
+        if self.id == LEGACY_PART_ID:
+            return LEGACY_CHUNKS_FILE
+        return f"{CHUNKS_DIR}/part-{self.id}.parquet"
+
+    @property
+    def vectors_name(self) -> str:
+        """The FAISS file's path inside the index folder."""
+        if self.id == LEGACY_PART_ID:
+            return LEGACY_FAISS_FILE
+        return f"{VECTORS_DIR}/part-{self.id}.faiss"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the part as the manifest stores it."""
+        return {"id": self.id, "rows": self.rows, "files": self.files}
 
 
 @dataclass
@@ -95,13 +181,18 @@ class IndexManifest:
     chunking: dict[str, Any]
     faiss: dict[str, Any]
     counts: dict[str, int]
-    files: dict[str, dict[str, Any]]
+    parts: list[dict[str, Any]] = field(default_factory=list)
+    file_table: dict[str, Any] | None = None
+    extraction: dict[str, Any] = field(default_factory=dict)
     root: str | None = None
+    version: int = 1  # goes up by one with every write
     created_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
     versions: dict[str, str] = field(default_factory=library_versions)
     build: dict[str, Any] = field(default_factory=dict)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
+    files: dict[str, dict[str, Any]] | None = None  # format 1 only: its two files
 
     @property
     def model_name(self) -> str:
@@ -113,20 +204,48 @@ class IndexManifest:
         """The length of each stored vector."""
         return int(self.model["dimension"])
 
+    @property
+    def part_refs(self) -> list[PartRef]:
+        """The parts, in id order of their rows (a format 1 index is one legacy part)."""
+        if self.format_version < 2:
+            files = self.files or {}
+            return [
+                PartRef(
+                    LEGACY_PART_ID,
+                    int(self.counts.get("chunks", 0)),
+                    {
+                        "chunks": files.get(LEGACY_CHUNKS_FILE, {}),
+                        "vectors": files.get(LEGACY_FAISS_FILE, {}),
+                    },
+                )
+            ]
+        return [PartRef(p["id"], int(p["rows"]), dict(p["files"])) for p in self.parts]
+
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as JSON-ready data."""
-        return asdict(self)
+        data = asdict(self)
+        if data["files"] is None:
+            del data["files"]
+        return data
 
-    def save(self, directory: Path) -> None:
-        """Write ``manifest.json`` into ``directory`` (through a temporary file, fsynced)."""
+    def save(self, directory: Path, before_switch: Callable[[], None] | None = None) -> None:
+        """Write ``manifest.json`` into ``directory``: a temporary file, fsynced, then renamed over
+        the old one and the folder fsynced, so a reader sees the old version or the new, whole."""
         target = directory / MANIFEST_FILE
-        temporary = directory / f".{MANIFEST_FILE}.tmp"
+        temporary = directory / f"{MANIFEST_FILE}.tmp-{os.urandom(6).hex()}"
         with open(temporary, "w", encoding="utf-8") as handle:
             json.dump(self.to_dict(), handle, indent=2, ensure_ascii=False)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
+        if before_switch is not None:
+            before_switch()
         os.replace(temporary, target)
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     @classmethod
     def load(cls, directory: Path) -> IndexManifest:

@@ -12,7 +12,7 @@ from indexer.config import BuildConfig
 from indexer.embedding import SentenceTransformerEmbedder
 from indexer.records import BuildReport, Chunk, SourceFile
 from indexer.reuse import PreviousIndex
-from indexer.store import IndexWriter
+from indexer.store import PartWriter
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class Pipeline:
         sources: list[SourceFile],
         embedder: SentenceTransformerEmbedder,
         config: BuildConfig,
-        writer: IndexWriter,
+        writer: PartWriter,
         report: BuildReport,
         progress: ProgressCallback | None,
         previous: PreviousIndex | None = None,

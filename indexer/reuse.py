@@ -1,104 +1,96 @@
 """Reuse what an existing index already holds, so an update embeds only what changed.
 
-An unchanged file (same size and modification time) keeps its chunks without being read again;
-any chunk whose text (with its section) was embedded before, in any file, keeps its vector, so
-edited, renamed and copied files cost only their new chunks.
+A file with the same size and modification time as before keeps its rows without being read
+again; one whose time changed but whose SHA-256 did not keeps them too. Any chunk whose text
+and section were embedded before, in any file, keeps its vector, so edited, renamed and copied
+files cost only their new chunks.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.chunking import content_hash
-from indexer.manifest import CHUNKS_FILE, IndexManifest
-from indexer.records import Chunk, SourceFile
-from indexer.store import check_files, read_vectors
+from indexer.filetable import FileEntry, read_file_table
+from indexer.manifest import IndexManifest, PartRef
+from indexer.records import Chunk
+from indexer.store import all_vectors, check_part_files, read_vectors
+
+ReuseKey = tuple[str, "str | None"]
 
 
-def embedding_key(chunk: Chunk) -> str:
-    """What identifies a chunk's vector under one model: the exact text the model read."""
-    return content_hash(chunk.embed_text)
-
-
-def _mtime_us(seconds: float) -> int:
-    return round(seconds * 1_000_000)  # as chunks.parquet stores it
-
-
-def _seconds(moment: Any) -> float:
-    """A stored timestamp as seconds, exact to the microsecond (datetime.timestamp() is not)."""
-    if moment is None:
-        return 0.0
-    whole = int(moment.replace(microsecond=0).timestamp())
-    return (whole * 1_000_000 + moment.microsecond) / 1_000_000
+def reuse_key(content_hash: str, section: str | None) -> ReuseKey:
+    """What identifies a chunk's vector under one model: the text it read (text and section)."""
+    return (content_hash, section or None)
 
 
 class PreviousIndex:
-    """The chunks and vectors of the index an update replaces."""
+    """The current version of an index that an update will replace."""
 
-    def __init__(self, rows: list[dict[str, Any]], vectors: Any) -> None:
-        self._rows = rows
-        self._vectors = vectors
-        self._by_path: dict[str, list[int]] = defaultdict(list)
-        self._by_key: dict[str, int] = {}
-        for number, row in enumerate(rows):
-            self._by_path[row["path"]].append(number)
-        self.paths = set(self._by_path)
-        self._chunks = [self._chunk(row) for row in rows]
-        for number, chunk in enumerate(self._chunks):
-            self._by_key.setdefault(embedding_key(chunk), number)
+    def __init__(self, directory: Path, manifest: IndexManifest, files: dict[str, FileEntry]) -> None:
+        self.directory = directory
+        self.manifest = manifest
+        self.files = files
+        self.parts = {part.id: part for part in manifest.part_refs}
+        self._vectors: dict[str, Any] = {}
+        self._keys: dict[ReuseKey, tuple[str, int]] | None = None
 
     @classmethod
     def load(cls, directory: Path, manifest: IndexManifest) -> PreviousIndex | None:
         """The index at ``directory``, or None when it cannot be read (it is rebuilt then)."""
         try:
-            check_files(directory, manifest)
-            vectors = read_vectors(directory, manifest)
-            rows = pq.read_table(directory / CHUNKS_FILE).to_pylist()
+            for part in manifest.part_refs:
+                check_part_files(directory, part)
+            return cls(directory, manifest, read_file_table(directory, manifest))
         except Exception:  # a damaged previous index is simply not reused
             return None
-        return cls(rows, vectors) if len(rows) == vectors.ntotal else None
 
-    @staticmethod
-    def _chunk(row: dict[str, Any]) -> Chunk:
-        mtime = row["file_mtime"]
-        return Chunk(
-            path=row["path"],
-            ordinal=row["chunk"],
-            text=row["text"],
-            char_start=row["char_start"],
-            char_end=row["char_end"],
-            start_line=row["start_line"],
-            end_line=row["end_line"],
-            content_hash=row["content_hash"],
-            file_size=row["file_size"],
-            file_mtime=_seconds(mtime),
-            tokens=row.get("tokens") or 0,
-            page=row.get("page"),
-            record=row.get("record"),
-            section=row.get("section"),
-        )
+    def entry(self, path: str) -> FileEntry | None:
+        """What the index knows about the file at ``path``."""
+        return self.files.get(path)
 
-    def unchanged(self, source: SourceFile) -> list[Chunk] | None:
-        """The file's chunks if it has the same size and modification time as before, else None."""
-        numbers = self._by_path.get(source.path)
-        if not numbers:
-            return None
-        first = self._chunks[numbers[0]]
-        if first.file_size != source.size or _mtime_us(first.file_mtime) != _mtime_us(source.mtime):
-            return None
-        return [self._chunks[n] for n in numbers]
+    def part_vectors(self, part_id: str) -> Any:
+        """A part's FAISS index, loaded once."""
+        index = self._vectors.get(part_id)
+        if index is None:
+            index = read_vectors(self.directory, self.manifest, self.parts[part_id])
+            self._vectors[part_id] = index
+        return index
+
+    def part_rows(self, part: PartRef) -> tuple[pa.Table, np.ndarray]:
+        """All rows of a part and their vectors."""
+        table = pq.read_table(self.directory / part.chunks_name)
+        return table, all_vectors(self.part_vectors(part.id))
+
+    def _key_map(self) -> dict[ReuseKey, tuple[str, int]]:
+        if self._keys is None:
+            keys: dict[ReuseKey, tuple[str, int]] = {}
+            for part in self.parts.values():
+                table = pq.read_table(self.directory / part.chunks_name, columns=["content_hash", "section"])
+                hashes = table.column("content_hash").to_pylist()
+                sections = table.column("section").to_pylist()
+                for row, key in enumerate(zip(hashes, sections, strict=True)):
+                    keys.setdefault(reuse_key(*key), (part.id, row))
+            self._keys = keys
+        return self._keys
 
     def vectors(self, chunks: list[Chunk]) -> tuple[list[int], np.ndarray]:
         """Positions in ``chunks`` whose vectors are known, and those vectors."""
+        keys = self._key_map()
         found = [
-            (i, self._by_key[key]) for i, key in enumerate(map(embedding_key, chunks)) if key in self._by_key
+            (i, keys[k])
+            for i, k in enumerate(reuse_key(c.content_hash, c.section) for c in chunks)
+            if k in keys
         ]
-        if not found:
-            return [], np.zeros((0, self._vectors.d), dtype=np.float32)
-        ids = np.array([row for _, row in found], dtype=np.int64)
-        return [i for i, _ in found], self._vectors.reconstruct_batch(ids)
+        vectors = np.zeros((len(found), self.manifest.dimension), dtype=np.float32)
+        by_part: dict[str, list[tuple[int, int]]] = {}
+        for slot, (_, (part_id, row)) in enumerate(found):
+            by_part.setdefault(part_id, []).append((slot, row))
+        for part_id, pairs in by_part.items():
+            rows = np.array([row for _, row in pairs], dtype=np.int64)
+            vectors[[slot for slot, _ in pairs]] = self.part_vectors(part_id).reconstruct_batch(rows)
+        return [i for i, _ in found], vectors

@@ -1,7 +1,10 @@
-"""The on-disk format: ``chunks.parquet`` (row i is FAISS id i), ``index.faiss``, ``manifest.json``.
+"""The on-disk format: parts (a Parquet file and a FAISS file each), a file table and a manifest.
 
-A build writes a complete new index into a temporary folder beside the target, fsyncs it, and
-then moves it into place, so a reader never sees half an index.
+Part files are written once under fresh names and never changed. A write makes the new files,
+fsyncs them, and then replaces ``manifest.json`` in one rename: that rename is the switch from
+one version to the next, so a reader sees the old version or the new one, whole. Files the new
+manifest no longer lists are deleted afterwards (readers that opened them keep their handles).
+See docs/format.md.
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ import contextlib
 import hashlib
 import os
 import re
-import shutil
-import uuid
+import signal
+import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +33,15 @@ from indexer.errors import (
     IndexLockedError,
     IndexWriteError,
 )
-from indexer.manifest import CHUNKS_FILE, FAISS_FILE, STAGING_MARKER, IndexManifest, is_index_folder
+from indexer.manifest import (
+    LOCK_FILE,
+    MANIFEST_FILE,
+    CHUNKS_DIR,
+    VECTORS_DIR,
+    IndexManifest,
+    PartRef,
+    is_index_folder,
+)
 from indexer.records import Chunk
 
 CHUNK_SCHEMA = pa.schema(
@@ -51,6 +63,15 @@ CHUNK_SCHEMA = pa.schema(
     ]
 )
 FAISS_TYPE = "IndexFlatIP"
+DEFAULT_PART_ROWS = 65_536
+
+# Names semindex writes inside an index folder; nothing else there is ever deleted.
+_OUR_TOP = re.compile(
+    r"manifest\.json|manifest\.json\.tmp-[0-9a-f]{12}|\.manifest\.json\.tmp|semindex\.lock|chunks|vectors|"
+    r"files-[0-9a-f]{16}\.parquet|index\.faiss|chunks\.parquet"
+)
+_OUR_CHUNKS = re.compile(r"part-[0-9a-f]{16}\.parquet")
+_OUR_VECTORS = re.compile(r"part-[0-9a-f]{16}\.faiss")
 
 
 def _faiss() -> Any:
@@ -59,7 +80,14 @@ def _faiss() -> Any:
     return faiss
 
 
-def _fsync_path(path: Path) -> None:
+def crash_point(name: str) -> None:
+    """Die here, as if killed, when ``SEMINDEX_CRASH_AT`` names this point (crash-safety tests)."""
+    if os.environ.get("SEMINDEX_CRASH_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fsync_path(path: Path) -> None:
+    """Flush a file or a folder's entries to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -67,7 +95,13 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _chunks_to_table(chunks: Sequence[Chunk]) -> pa.Table:
+def new_id() -> str:
+    """A fresh random part or table id (16 hex digits)."""
+    return os.urandom(8).hex()
+
+
+def chunks_to_table(chunks: Sequence[Chunk]) -> pa.Table:
+    """Chunks as rows of the Parquet schema."""
     columns = {
         "path": [c.path for c in chunks],
         "chunk": [c.ordinal for c in chunks],
@@ -104,173 +138,291 @@ def sample_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
-class IndexLock:
-    """One writer at a time per index: an exclusive lock on ``NAME.lock`` beside the index folder."""
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a whole file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
-    def __init__(self, target: Path) -> None:
-        self.path = target.with_name(f"{target.name}.lock")
+
+def file_facts(path: Path) -> dict[str, Any]:
+    """What the manifest records about a file it lists: size, sampled and full checksums."""
+    return {"bytes": path.stat().st_size, "sample_sha256": sample_digest(path), "sha256": file_sha256(path)}
+
+
+class IndexLock:
+    """One writer at a time per index: an exclusive lock on ``semindex.lock`` in the index folder.
+
+    With ``wait`` the lock is awaited (``on_wait`` is called once, when it is busy); otherwise a
+    busy lock fails at once. Readers never take it.
+    """
+
+    def __init__(self, target: Path, wait: bool = False, on_wait: Callable[[], None] | None = None) -> None:
+        self.target = target
+        self.path = target / LOCK_FILE
+        self.wait = wait
+        self.on_wait = on_wait
         self._handle: Any = None
 
     def __enter__(self) -> IndexLock:
         import fcntl
 
         try:
+            self.target.mkdir(parents=True, exist_ok=True)
             self._handle = open(self.path, "a+b")
         except OSError as exc:
             raise IndexWriteError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
-        try:
-            fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            self._handle.close()
-            raise IndexLockedError(
-                f"another semindex process is writing {self.path.with_suffix('')}; wait for it to finish"
-            ) from exc
-        return self
+        told = False
+        while True:
+            try:
+                fcntl.flock(self._handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError as exc:
+                if not self.wait:
+                    self._handle.close()
+                    raise IndexLockedError(
+                        f"another semindex process is writing {self.target}; wait for it to finish "
+                        "or add --wait"
+                    ) from exc
+                if not told and self.on_wait is not None:
+                    self.on_wait()
+                told = True
+                time.sleep(0.2)
 
     def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:
             self._handle.close()  # closing releases the lock
 
 
-class IndexWriter:
-    """Writes a new index into a temporary folder and moves it to ``target`` on ``commit``."""
-
-    def __init__(self, target: Path, dimension: int, row_group_size: int = 4096) -> None:
-        self.target = target
-        self.dimension = dimension
-        self._row_group_size = row_group_size
-        check_target(target)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex[:12]}")
-        self.staging.mkdir()
-        (self.staging / STAGING_MARKER).touch()
-        self._index = _faiss().IndexFlatIP(dimension)  # inner product on unit vectors is cosine
-        self._parquet = pq.ParquetWriter(self.staging / CHUNKS_FILE, CHUNK_SCHEMA)
-        self._pending: list[Chunk] = []
-        self.count = 0
-
-    def add(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
-        """Append chunks and their vectors; vectors are normalised again here, whatever made them."""
-        if len(chunks) != len(vectors):
-            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
-        if not chunks:
-            return
-        vectors = normalize_rows(vectors)
-        if vectors.shape[1] != self.dimension:
-            raise ValueError(f"vectors have {vectors.shape[1]} dimensions, index has {self.dimension}")
-        self._index.add(vectors)
-        self._pending.extend(chunks)
-        self.count += len(chunks)
-        if len(self._pending) >= self._row_group_size:
-            self._flush()
-
-    def _flush(self) -> None:
-        while self._pending:
-            group, self._pending = (
-                self._pending[: self._row_group_size],
-                self._pending[self._row_group_size :],
-            )
-            self._parquet.write_table(_chunks_to_table(group), row_group_size=self._row_group_size)
-
-    def commit(self, manifest: IndexManifest) -> Path:
-        """Finish the files, write the manifest last, and move the index into place."""
-        self._flush()
-        self._parquet.close()
-        faiss_path = self.staging / FAISS_FILE
-        try:
-            _faiss().write_index(self._index, str(faiss_path))
-        except RuntimeError as exc:  # FAISS reports I/O failures (a full disk, say) this way
-            raise OSError(f"cannot write {faiss_path}") from exc
-        manifest.faiss = {"type": FAISS_TYPE, "metric": "inner_product", "ntotal": int(self._index.ntotal)}
-        manifest.files = {
-            name: {
-                "bytes": (self.staging / name).stat().st_size,
-                "sample_sha256": sample_digest(self.staging / name),
-            }
-            for name in (FAISS_FILE, CHUNKS_FILE)
-        }
-        for name in (FAISS_FILE, CHUNKS_FILE):
-            _fsync_path(self.staging / name)
-        manifest.save(self.staging)
-        (self.staging / STAGING_MARKER).unlink()
-        _fsync_path(self.staging)
-        _swap_into_place(self.staging, self.target)
-        return self.target
-
-    def abort(self) -> None:
-        """Throw away everything written so far."""
-        with contextlib.suppress(Exception):  # already closed, or broken by the error that led here
-            self._parquet.close()
-        shutil.rmtree(self.staging, ignore_errors=True)
-
-
 def check_target(target: Path) -> None:
-    """Refuse to replace anything but a semindex index: the folder may hold the user's files."""
+    """Refuse to write into anything but a semindex index: the folder may hold the user's files."""
     if target.exists() and not target.is_dir():
         raise IndexExistsError(f"{target} exists and is not a folder; choose another --index")
-    if target.is_dir() and any(target.iterdir()) and not is_index_folder(target):
+    if not target.is_dir() or is_index_folder(target):
+        return
+    strangers = [p.name for p in target.iterdir() if not _OUR_TOP.fullmatch(p.name)]
+    if strangers or (target / MANIFEST_FILE).exists():
         raise IndexExistsError(
             f"{target} exists, is not empty and is not a semindex index; choose another --index"
         )
 
 
-def _swap_into_place(staging: Path, target: Path) -> None:
-    old = None
-    if target.exists():
-        old = target.with_name(f"{target.name}.old-{uuid.uuid4().hex[:12]}")
-        os.replace(target, old)
-    os.replace(staging, target)
-    _fsync_path(target.parent)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+@dataclass
+class PartWriter:
+    """Writes chunk rows and their vectors into new parts of at most ``part_rows`` rows each.
 
-
-def clean_leftovers(target: Path) -> None:
-    """Remove the temporary folders an interrupted build left beside ``target`` (call under the lock).
-
-    Only folders semindex made are touched: ``NAME.tmp-<12 hex>`` holding the staging marker, and
-    ``NAME.old-<12 hex>`` holding a semindex index (put back if a crash fell between the two
-    renames of a swap).
+    Nothing is visible to readers until a manifest that lists the parts is committed; ``abort``
+    deletes what was written.
     """
-    if not target.parent.is_dir():
-        return
-    pattern = re.compile(re.escape(target.name) + r"\.(tmp|old)-[0-9a-f]{12}")
-    for sibling in sorted(target.parent.iterdir()):
-        match = pattern.fullmatch(sibling.name)
-        if match is None or not sibling.is_dir() or sibling.is_symlink():
+
+    directory: Path
+    dimension: int
+    part_rows: int = DEFAULT_PART_ROWS
+    row_group_size: int = 4096
+    parts: list[PartRef] = field(default_factory=list)
+    paths_in_part: dict[str, set[str]] = field(default_factory=dict)
+    count: int = 0
+
+    def __post_init__(self) -> None:
+        for folder in (CHUNKS_DIR, VECTORS_DIR):
+            (self.directory / folder).mkdir(parents=True, exist_ok=True)
+        self._id: str | None = None
+        self._parquet: pq.ParquetWriter | None = None
+        self._index: Any = None
+        self._rows = 0
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+        self._written: list[Path] = []
+
+    def add(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Append chunks and their vectors; vectors are normalised again here, whatever made them."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if chunks:
+            self.add_table(chunks_to_table(chunks), vectors)
+
+    def add_table(self, table: pa.Table, vectors: np.ndarray) -> None:
+        """Append rows already in the Parquet schema (kept rows of an older part) and their vectors."""
+        if table.num_rows != len(vectors):
+            raise ValueError(f"{table.num_rows} rows but {len(vectors)} vectors")
+        if table.num_rows == 0:
+            return
+        vectors = normalize_rows(np.asarray(vectors, dtype=np.float32))
+        if vectors.shape[1] != self.dimension:
+            raise ValueError(f"vectors have {vectors.shape[1]} dimensions, index has {self.dimension}")
+        table = table.select(CHUNK_SCHEMA.names).cast(CHUNK_SCHEMA)
+        start = 0
+        while start < table.num_rows:
+            if self._id is None:
+                self._open_part()
+            room = self.part_rows - self._rows
+            piece = table.slice(start, room)
+            self._index.add(np.ascontiguousarray(vectors[start : start + piece.num_rows]))
+            self._pending.append(piece)
+            self._pending_rows += piece.num_rows
+            self._rows += piece.num_rows
+            assert self._id is not None
+            self.paths_in_part[self._id].update(piece.column("path").to_pylist())
+            self.count += piece.num_rows
+            start += piece.num_rows
+            if self._pending_rows >= self.row_group_size:
+                self._flush(final=False)
+            if self._rows >= self.part_rows:
+                self._close_part()
+
+    def _open_part(self) -> None:
+        self._id = new_id()
+        self.paths_in_part[self._id] = set()
+        path = self.directory / CHUNKS_DIR / f"part-{self._id}.parquet"
+        self._written.append(path)
+        self._parquet = pq.ParquetWriter(path, CHUNK_SCHEMA)
+        self._index = _faiss().IndexFlatIP(self.dimension)  # inner product on unit vectors is cosine
+        self._rows = 0
+
+    def _flush(self, final: bool) -> None:
+        if not self._pending:
+            return
+        assert self._parquet is not None
+        table = pa.concat_tables(self._pending)
+        whole = (table.num_rows // self.row_group_size) * self.row_group_size
+        cut = table.num_rows if final else whole
+        if cut:
+            self._parquet.write_table(table.slice(0, cut), row_group_size=self.row_group_size)
+        rest = table.slice(cut)
+        self._pending = [rest] if rest.num_rows else []
+        self._pending_rows = rest.num_rows
+
+    def _close_part(self) -> None:
+        assert self._id is not None and self._parquet is not None
+        self._flush(final=True)
+        self._parquet.close()
+        chunks_path = self.directory / CHUNKS_DIR / f"part-{self._id}.parquet"
+        vectors_path = self.directory / VECTORS_DIR / f"part-{self._id}.faiss"
+        self._written.append(vectors_path)
+        try:
+            _faiss().write_index(self._index, str(vectors_path))
+        except RuntimeError as exc:  # FAISS reports I/O failures (a full disk, say) this way
+            raise OSError(f"cannot write {vectors_path}") from exc
+        for path in (chunks_path, vectors_path):
+            fsync_path(path)
+        self.parts.append(
+            PartRef(
+                self._id,
+                self._rows,
+                {"chunks": file_facts(chunks_path), "vectors": file_facts(vectors_path)},
+            )
+        )
+        crash_point("part-written")
+        self._id, self._parquet, self._index, self._rows = None, None, None, 0
+
+    def finish(self) -> list[PartRef]:
+        """Close the last part; return every part written."""
+        if self._id is not None:
+            self._close_part()
+        for folder in (CHUNKS_DIR, VECTORS_DIR):
+            fsync_path(self.directory / folder)
+        return self.parts
+
+    def abort(self) -> None:
+        """Delete everything written so far."""
+        with contextlib.suppress(Exception):  # already closed, or broken by the error that led here
+            if self._parquet is not None:
+                self._parquet.close()
+        for path in self._written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+def commit(directory: Path, manifest: IndexManifest) -> None:
+    """Make ``manifest`` the index's current version, then delete the files no version lists."""
+    fsync_path(directory)
+    crash_point("before-manifest")
+    manifest.format_version = 2
+    manifest.files = None
+    manifest.save(directory, before_switch=lambda: crash_point("before-switch"))
+    crash_point("after-switch")
+    collect_garbage(directory, manifest)
+
+
+def _listed(manifest: IndexManifest | None) -> set[str]:
+    if manifest is None:
+        return set()
+    names = {MANIFEST_FILE, LOCK_FILE, CHUNKS_DIR, VECTORS_DIR}
+    for part in manifest.part_refs:
+        names.update((part.chunks_name, part.vectors_name))
+    if manifest.file_table:
+        names.add(str(manifest.file_table["name"]))
+    return names
+
+
+def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str]:
+    """Delete semindex's own files that ``manifest`` does not list (call under the lock).
+
+    These are the parts and tables of replaced versions and the leftovers of interrupted writes.
+    Files of other names are never touched. Returns the names deleted.
+    """
+    keep = _listed(manifest)
+    removed = []
+    candidates: list[tuple[str, Path]] = []
+    if directory.is_dir():
+        candidates += [(p.name, p) for p in directory.iterdir() if _OUR_TOP.fullmatch(p.name)]
+    for folder, pattern in ((CHUNKS_DIR, _OUR_CHUNKS), (VECTORS_DIR, _OUR_VECTORS)):
+        parts = directory / folder
+        if parts.is_dir() and not parts.is_symlink():
+            candidates += [(f"{folder}/{p.name}", p) for p in parts.iterdir() if pattern.fullmatch(p.name)]
+    for name, path in candidates:
+        if name in keep or path.is_dir():
             continue
-        if match.group(1) == "tmp" and (sibling / STAGING_MARKER).is_file():
-            shutil.rmtree(sibling, ignore_errors=True)
-        elif match.group(1) == "old" and is_index_folder(sibling):
-            if target.exists():
-                shutil.rmtree(sibling, ignore_errors=True)
-            else:
-                os.replace(sibling, target)
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed.append(name)
+        crash_point("collecting")
+    return removed
 
 
-def check_files(directory: Path, manifest: IndexManifest) -> None:
-    """Fail with a clear message if a file the manifest lists is missing or has the wrong size."""
-    for name, facts in manifest.files.items():
-        path = directory / name
-        if not path.is_file():
-            raise IndexCorruptError(f"{path} is missing; " + REBUILD_HINT)
-        size = path.stat().st_size
-        expected = facts.get("bytes")
-        if expected is not None and size != expected:
-            raise IndexCorruptError(
-                f"{path} has {size} bytes, the manifest says {expected}: it is damaged; {REBUILD_HINT}"
-            )
-        digest = facts.get("sample_sha256")
-        if digest is not None and sample_digest(path) != digest:
-            raise IndexCorruptError(
-                f"{path} does not match its checksum in the manifest: it is damaged or from another "
-                f"index; {REBUILD_HINT}"
-            )
+def remove_index_folder(directory: Path) -> None:
+    """Delete an index folder that holds nothing but semindex's own files."""
+    collect_garbage(directory, None)
+    for name in (LOCK_FILE, CHUNKS_DIR, VECTORS_DIR):
+        with contextlib.suppress(OSError):
+            path = directory / name
+            path.rmdir() if path.is_dir() else path.unlink()
+    with contextlib.suppress(OSError):
+        directory.rmdir()  # only if nothing else is left in it
 
 
-def read_vectors(directory: Path, manifest: IndexManifest) -> Any:
-    """Load ``index.faiss`` and check it against the manifest."""
-    path = directory / FAISS_FILE
+def check_part_files(directory: Path, part: PartRef, full: bool = False) -> None:
+    """Fail with a clear message if a part's file is missing, of the wrong size or checksum."""
+    for kind, name in (("chunks", part.chunks_name), ("vectors", part.vectors_name)):
+        check_file(directory / name, part.files.get(kind, {}), full)
+
+
+def check_file(path: Path, facts: dict[str, Any], full: bool = False) -> None:
+    """Compare one file against what the manifest says of it (``full``: its whole SHA-256 too)."""
+    if not path.is_file():
+        raise IndexCorruptError(f"{path} is missing; " + REBUILD_HINT)
+    size = path.stat().st_size
+    expected = facts.get("bytes")
+    if expected is not None and size != expected:
+        raise IndexCorruptError(
+            f"{path} has {size} bytes, the manifest says {expected}: it is damaged; {REBUILD_HINT}"
+        )
+    digest = facts.get("sample_sha256")
+    mismatch = digest is not None and sample_digest(path) != digest
+    if full and not mismatch and facts.get("sha256"):
+        mismatch = file_sha256(path) != facts["sha256"]
+    if mismatch:
+        raise IndexCorruptError(
+            f"{path} does not match its checksum in the manifest: it is damaged or from another "
+            f"index; {REBUILD_HINT}"
+        )
+
+
+def read_vectors(directory: Path, manifest: IndexManifest, part: PartRef) -> Any:
+    """Load a part's FAISS file and check it against the manifest."""
+    path = directory / part.vectors_name
     try:
         index = _faiss().read_index(str(path))
     except RuntimeError as exc:
@@ -282,21 +434,30 @@ def read_vectors(directory: Path, manifest: IndexManifest) -> Any:
             f"{path} holds {index.d}-dimensional vectors, the manifest says {manifest.dimension}; "
             + REBUILD_HINT
         )
-    if index.ntotal != manifest.counts.get("chunks"):
+    if index.ntotal != part.rows:
         raise IndexCorruptError(
-            f"{path} holds {index.ntotal} vectors, the manifest says {manifest.counts.get('chunks')} chunks; "
-            + REBUILD_HINT
+            f"{path} holds {index.ntotal} vectors, the manifest says {part.rows}; " + REBUILD_HINT
         )
     return index
 
 
-class ChunkTable:
-    """Reads chunk rows from ``chunks.parquet`` by row number, one row group at a time."""
+def all_vectors(index: Any) -> np.ndarray:
+    """Every vector of a flat FAISS index, in id order."""
+    if index.ntotal == 0:
+        return np.zeros((0, index.d), dtype=np.float32)
+    return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
 
-    def __init__(self, directory: Path, cache_groups: int = 8) -> None:
-        path = directory / CHUNKS_FILE
+
+class ChunkTable:
+    """Reads chunk rows of one part by row number, one row group at a time.
+
+    The file stays open, so rows can still be read after a newer version deleted it.
+    """
+
+    def __init__(self, path: Path, cache_groups: int = 8) -> None:
+        self.path = path
         try:
-            self._file = pq.ParquetFile(path)
+            self._file = pq.ParquetFile(pa.OSFile(str(path)))
         except (OSError, pa.ArrowException) as exc:
             raise IndexCorruptError(f"{path} is not a readable Parquet file; " + REBUILD_HINT) from exc
         meta = self._file.metadata
@@ -311,7 +472,9 @@ class ChunkTable:
             try:
                 table = self._file.read_row_group(number)
             except (OSError, pa.ArrowException) as exc:
-                raise IndexCorruptError(f"cannot read chunk rows ({exc}); " + REBUILD_HINT) from exc
+                raise IndexCorruptError(
+                    f"cannot read chunk rows of {self.path} ({exc}); " + REBUILD_HINT
+                ) from exc
             self._cache[number] = table
             if len(self._cache) > self._cache_groups:
                 self._cache.popitem(last=False)
@@ -319,12 +482,12 @@ class ChunkTable:
             self._cache.move_to_end(number)
         return table
 
-    def rows(self, row_ids: Sequence[int]) -> list[dict[str, Any]]:
+    def rows(self, row_ids: Iterable[int]) -> list[dict[str, Any]]:
         """The rows with the given numbers, in the order given."""
         out = []
         for row_id in row_ids:
             if not 0 <= row_id < self.num_rows:
-                raise IndexCorruptError(f"row {row_id} is outside chunks.parquet; " + REBUILD_HINT)
+                raise IndexCorruptError(f"row {row_id} is outside {self.path}; " + REBUILD_HINT)
             group = int(np.searchsorted(self._starts, row_id, side="right")) - 1
             table = self._group(group)
             out.append(table.slice(row_id - int(self._starts[group]), 1).to_pylist()[0])

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from indexer.errors import InputError
-from indexer.manifest import STAGING_MARKER, is_index_folder
+from indexer.manifest import LOCK_FILE, is_index_folder
 from indexer.records import SkippedFile, SourceFile
 
 # Folders that never hold the user's documents (virtualenvs are recognised by pyvenv.cfg).
@@ -127,7 +127,7 @@ class _Walk:
             return False
         if self.filter is not None and not self.filter.wants_folder(self.relative(path)):
             return False
-        if is_index_folder(path) or (path / STAGING_MARKER).exists():
+        if is_index_folder(path) or (path / LOCK_FILE).exists():
             return False  # another semindex index (or one being written) inside the folder
         try:
             stat = path.stat()

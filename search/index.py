@@ -15,8 +15,8 @@ from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, 
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
-from indexer.store import ChunkTable, check_files, read_vectors
 from search.results import SearchResult, result_from_row
+from search.shards import OpenPart, open_parts, search_parts
 
 MAX_QUERY_CHARS = 10_000
 
@@ -45,6 +45,9 @@ class IndexInfo:
     chunks: int
     size_bytes: int
     created_at: str
+    updated_at: str
+    version: int
+    parts: int
     faiss_type: str
     chunking: dict[str, Any]
     versions: dict[str, str]
@@ -61,17 +64,21 @@ class Index:
         self,
         directory: Path,
         manifest: IndexManifest,
-        vectors: Any,
-        rows: ChunkTable,
+        parts: list[OpenPart],
         embedder: Embedder | None,
         model: str | None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
-        self._vectors = vectors
-        self._rows = rows
+        self._parts = parts
+        self._size = sum(int(p.vectors.ntotal) for p in parts)
         self._embedder = embedder
         self._model = model
+
+    @property
+    def version(self) -> int:
+        """The version of the index this object reads (it goes up by one with each write)."""
+        return int(self.manifest.version)
 
     @classmethod
     def open(
@@ -97,7 +104,7 @@ class Index:
             and (nested / "manifest.json").is_file()
         ):
             directory = nested
-        manifest = IndexManifest.load(directory)
+        manifest, parts = _open_version(directory)
         if model is not None:
             wanted = resolve_model(model).name
             if wanted != manifest.model_name:
@@ -110,15 +117,7 @@ class Index:
                 f"the index at {directory} was built with model {manifest.model_name}, "
                 f"but the embedder given is {embedder.name}"
             )
-        check_files(directory, manifest)
-        vectors = read_vectors(directory, manifest)
-        rows = ChunkTable(directory)
-        if rows.num_rows != vectors.ntotal:
-            raise IndexCorruptError(
-                f"{directory}: chunks.parquet has {rows.num_rows} rows but index.faiss has "
-                f"{vectors.ntotal} vectors; {REBUILD_HINT}"
-            )
-        return cls(directory, manifest, vectors, rows, embedder, model)
+        return cls(directory, manifest, parts, embedder, model)
 
     @property
     def embedder(self) -> Embedder:
@@ -134,7 +133,7 @@ class Index:
         return self._embedder
 
     def __len__(self) -> int:
-        return int(self._vectors.ntotal)
+        return self._size
 
     def search(self, query: str, k: int = 10) -> list[SearchResult]:
         """The ``k`` chunks closest to ``query`` by cosine similarity, best first."""
@@ -164,24 +163,23 @@ class Index:
         vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
         if len(self) == 0:
             return [[] for _ in range(len(vectors))]
-        scores, ids = self._vectors.search(vectors, min(int(k), len(self)))
-        wanted = sorted({int(i) for i in ids.ravel() if i >= 0})
-        rows = dict(zip(wanted, self._rows.rows(wanted), strict=True))
         results = []
-        for query_scores, query_ids in zip(scores, ids, strict=True):
-            hits: list[SearchResult] = []
-            for score, row_id in zip(query_scores, query_ids, strict=True):
-                if row_id < 0:
-                    continue  # FAISS pads with -1 when it has fewer hits than asked for
-                # Inner product of unit vectors is cosine; rounding can step just past 1.
-                cosine = float(min(1.0, max(-1.0, score)))
-                hits.append(result_from_row(len(hits) + 1, cosine, rows[int(row_id)]))
-            results.append(hits)
+        for found in search_parts(self._parts, vectors, min(int(k), len(self))):
+            # Inner product of unit vectors is cosine; rounding can step just past 1.
+            results.append(
+                [
+                    result_from_row(rank, float(min(1.0, max(-1.0, score))), row)
+                    for rank, (score, row) in enumerate(found, start=1)
+                ]
+            )
         return results
 
     def info(self) -> IndexInfo:
         """Facts about the index: model, size, counts, creation time."""
-        size = sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+        listed = [f for p in self.manifest.part_refs for f in p.files.values()]
+        if self.manifest.file_table:
+            listed.append(self.manifest.file_table)
+        size = sum(int(f.get("bytes", 0)) for f in listed)
         return IndexInfo(
             path=str(self.directory),
             model=self.manifest.model_name,
@@ -190,10 +188,39 @@ class Index:
             chunks=len(self),
             size_bytes=size,
             created_at=self.manifest.created_at,
+            updated_at=self.manifest.updated_at,
+            version=int(self.manifest.version),
+            parts=len(self._parts),
             faiss_type=str(self.manifest.faiss.get("type", "")),
             chunking=dict(self.manifest.chunking),
             versions=dict(self.manifest.versions),
         )
+
+
+def _open_version(directory: Path, attempts: int = 5) -> tuple[IndexManifest, list[OpenPart]]:
+    """Read the manifest and open the parts it lists, all of one version.
+
+    A writer deletes the files of the version it replaced just after switching; a reader that
+    read the old manifest a moment before may find them gone. It then starts again from the new
+    manifest, so it sees one version whole, never a mix.
+    """
+    for attempt in range(attempts):
+        stamp = _manifest_stamp(directory)
+        manifest = IndexManifest.load(directory)
+        try:
+            return manifest, open_parts(directory, manifest)
+        except IndexCorruptError:
+            if attempt + 1 == attempts or _manifest_stamp(directory) == stamp:
+                raise  # the files really are damaged, not replaced under us
+    raise AssertionError("unreachable")
+
+
+def _manifest_stamp(directory: Path) -> tuple[int, int] | None:
+    try:
+        facts = (directory / "manifest.json").stat()
+    except OSError:
+        return None
+    return (facts.st_ino, facts.st_mtime_ns)
 
 
 def _check_k(k: int) -> None:

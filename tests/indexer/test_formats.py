@@ -71,7 +71,7 @@ def test_formats_are_indexed_and_found(make_index: MakeIndex, embedder: Sentence
     assert (
         glacier.path == "reports/q2.docx"
         and "Innsbruck\t4.2 m"
-        in pq.read_table(target / "chunks.parquet")
+        in pq.read_table(target / "chunks")
         .to_pandas()
         .query("path == 'reports/q2.docx'")["text"]
         .str.cat()
@@ -111,11 +111,11 @@ def test_include_exclude_and_ignore_file(tmp_path: Path, embedder: SentenceTrans
         },
     )
     build_index(folder, embedder=embedder)
-    paths = set(pq.read_table(folder / ".semindex" / "chunks.parquet").column("path").to_pylist())
+    paths = set(pq.read_table(folder / ".semindex" / "chunks").column("path").to_pylist())
     assert paths == {"a.md", "b.txt", "keep.log", "deep/er/d.md"}
     config = BuildConfig(include=("*.md",), exclude=("deep/",))
     build_index(folder, embedder=embedder, config=config)
-    paths = set(pq.read_table(folder / ".semindex" / "chunks.parquet").column("path").to_pylist())
+    paths = set(pq.read_table(folder / ".semindex" / "chunks").column("path").to_pylist())
     assert paths == {"a.md"}
 
 

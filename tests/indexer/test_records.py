@@ -72,7 +72,7 @@ def test_other_record_formats(tmp_path: Path, embedder: SentenceTransformerEmbed
 def test_no_records_reads_files_as_text(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
     folder = write_files(tmp_path / "d", {"corpus.jsonl": jsonl(BEIR)})
     build_index(folder, embedder=embedder, config=BuildConfig(records=False))
-    rows = pq.read_table(folder / ".semindex" / "chunks.parquet").to_pylist()
+    rows = pq.read_table(folder / ".semindex" / "chunks").to_pylist()
     assert len(rows) == 1 and rows[0]["record"] is None and '"_id": "d1"' in rows[0]["text"]
 
 
@@ -96,7 +96,7 @@ def test_record_detection_and_odd_files(tmp_path: Path, embedder: SentenceTransf
     assert skipped["deep.jsonl:1"] in ("JSON nested too deeply",) or skipped["deep.jsonl:1"].startswith(
         "invalid JSON"
     )
-    rows = pq.read_table(folder / ".semindex" / "chunks.parquet").to_pylist()
+    rows = pq.read_table(folder / ".semindex" / "chunks").to_pylist()
     assert {(r["path"], r["record"]) for r in rows} == {
         ("one-line.json", "d1"),
         ("pretty.json", "d2"),
@@ -105,4 +105,4 @@ def test_record_detection_and_odd_files(tmp_path: Path, embedder: SentenceTransf
     }
     auto = write_files(tmp_path / "auto", {"one-line.json": json.dumps(BEIR[:1])})
     build_index(auto, embedder=embedder)
-    assert pq.read_table(auto / ".semindex" / "chunks.parquet").column("record").to_pylist() == ["d1"]
+    assert pq.read_table(auto / ".semindex" / "chunks").column("record").to_pylist() == ["d1"]

@@ -46,7 +46,7 @@ def test_update_embeds_only_what_changed(tmp_path: Path, embedder: SentenceTrans
     assert update.chunks_reused == update.chunks - 2
 
     index = Index.open(folder / ".semindex", embedder=embedder)
-    paths = set(pq.read_table(folder / ".semindex" / "chunks.parquet").column("path").to_pylist())
+    paths = set(pq.read_table(folder / ".semindex" / "chunks").column("path").to_pylist())
     assert paths == {"sleep.md", "sleep-copy.md", "bread.txt", "openings.txt", "new.txt"}
     assert index.search("rye flour fermentation", k=1)[0].text.endswith("Rye flour ferments faster.")
     assert index.search("chess strategy", k=1)[0].path == "openings.txt"

@@ -53,7 +53,7 @@ def test_own_text_scores_as_itself(sample_index: Path, embedder: SentenceTransfo
     For a chunk with a section, what was embedded is the section's headings and then the text.
     """
     index = Index.open(sample_index, embedder=embedder)
-    rows = pq.read_table(sample_index / "chunks.parquet", columns=["text", "section"]).to_pylist()
+    rows = pq.read_table(sample_index / "chunks", columns=["text", "section"]).to_pylist()
     assert any(r["section"] is None for r in rows[::20]) and any(r["section"] for r in rows[::20])
     for row in rows[::20]:
         query = f"{row['section']}\n\n{row['text']}" if row["section"] else row["text"]
@@ -67,7 +67,7 @@ def test_scores_are_cosines_within_bounds(sample_index: Path, embedder: Sentence
     assert len(hits) == len(index)
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
     query = embedder.embed_queries(["volcano"])[0]
-    row = pq.read_table(sample_index / "chunks.parquet").to_pylist()
+    row = pq.read_table(sample_index / "chunks").to_pylist()
     embedded = next(r for r in row if r["text"] == hits[0].text)
     top = embedder.embed_documents(
         [f"{embedded['section']}\n\n{embedded['text']}" if embedded["section"] else embedded["text"]]
@@ -110,7 +110,7 @@ def test_rare_word_at_the_end_of_a_long_file_is_found(
     text = " ".join(words[:700]) + " Finally: xylophonist."
     target = make_index({"minutes.txt": text})
     index = Index.open(target, embedder=embedder)
-    chunks = pq.read_table(target / "chunks.parquet").to_pylist()
+    chunks = pq.read_table(target / "chunks").to_pylist()
     last = max(c["chunk"] for c in chunks if c["path"] == "minutes.txt")
     assert last >= 3
     hit = index.search("xylophonist", k=1)[0]
