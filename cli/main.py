@@ -150,10 +150,17 @@ def index(
             "--dry-run", help="Print which files would be added, re-read or removed; write nothing."
         ),
     ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="If another semindex is writing this index, wait for it.")
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Build the index of FOLDER (in FOLDER/.semindex unless --index says otherwise)."""
+    """Build the index of FOLDER (in FOLDER/.semindex unless --index says otherwise), or update it.
+
+    An existing index is brought up to date: only new and changed files are read, and only
+    chunks whose text is new are embedded.
+    """
     with _errors():
         from cli.progress import BuildProgressBar
         from indexer.build import build_index
@@ -189,6 +196,8 @@ def index(
                 config=config,
                 rebuild=rebuild,
                 progress=bar,
+                wait=wait,
+                on_wait=lambda: typer.echo("Another semindex is writing this index; waiting...", err=True),
             )
         if as_json:
             from cli.output import to_json
@@ -233,18 +242,26 @@ def _print_build_summary(report: object) -> None:
     from indexer.records import BuildReport
 
     assert isinstance(report, BuildReport)
-    rate = report.chunks / report.pipeline_seconds if report.pipeline_seconds else 0.0
-    typer.echo(
-        f"Indexed {report.files_indexed} files, {report.chunks} chunks in {report.seconds:.1f} s "
-        f"({report.model_seconds:.1f} s loading the model, then {rate:.1f} chunks/s) into {report.index_dir}",
-        err=True,
-    )
-    if report.files_unchanged or report.files_updated or report.files_removed or report.chunks_reused:
+    if not report.written:
         typer.echo(
-            f"Files: {report.files_added} added, {report.files_updated} updated, "
-            f"{report.files_removed} removed, {report.files_unchanged} unchanged; "
-            f"chunks: {report.chunks_embedded} embedded, "
-            f"{report.chunks_reused} reused",
+            f"{report.index_dir} is up to date: {report.files_indexed} files, {report.chunks} chunks "
+            f"(checked in {report.seconds:.1f} s)",
+            err=True,
+        )
+    elif report.updated:
+        typer.echo(
+            f"Updated {report.index_dir} in {report.seconds:.1f} s: {report.files_added} added, "
+            f"{report.files_updated} updated, {report.files_removed} removed, "
+            f"{report.files_unchanged} unchanged; chunks: {report.chunks_embedded} embedded, "
+            f"{report.chunks_reused} reused, {report.chunks} in all",
+            err=True,
+        )
+    else:
+        rate = report.chunks / report.pipeline_seconds if report.pipeline_seconds else 0.0
+        typer.echo(
+            f"Indexed {report.files_indexed} files, {report.chunks} chunks in {report.seconds:.1f} s "
+            f"({report.model_seconds:.1f} s loading the model, then {rate:.1f} chunks/s) "
+            f"into {report.index_dir}",
             err=True,
         )
     if report.skipped:
@@ -325,6 +342,96 @@ def info(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
 
         details = Index.open(index_dir).info().to_dict()
         typer.echo(to_json(details) if as_json else format_info(details))
+
+
+@app.command()
+def verify(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
+    """Check every file of an index in full: checksums, rows, vectors, file table (exit 1 on damage)."""
+    with _errors():
+        from cli.output import human_bytes, printable, to_json
+        from indexer.verify import verify_index
+        from search.index import index_location
+
+        report = verify_index(index_location(index_dir))
+        if as_json:
+            typer.echo(to_json(report.to_dict()))
+        else:
+            for note in report.notes:
+                typer.echo(f"Note: {printable(note)}", err=True)
+            for problem in report.problems:
+                typer.echo(f"Problem: {printable(problem)}", err=True)
+        if not report.ok:
+            count = len(report.problems)
+            _fail(
+                f"{report.index_dir} is damaged ({count} problem{'s' if count != 1 else ''}); "
+                "rebuild it with: semindex index FOLDER --rebuild"
+            )
+        if not as_json:
+            typer.echo(
+                f"{report.index_dir} is sound: {report.parts} part(s), {report.chunks} chunks, "
+                f"{report.files} files, {human_bytes(report.bytes_read)} checked"
+            )
+
+
+@app.command()
+def watch(
+    folder: Annotated[Path, typer.Argument(help="The folder of documents to keep indexed.")],
+    index_dir: Annotated[
+        Optional[Path],
+        typer.Option("--index", "-i", help="Where the index lives (default: FOLDER/.semindex)."),
+    ] = None,
+    model: ModelOption = None,
+    include: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--include", help="Only index files matching this gitignore-style pattern (repeatable)."
+        ),
+    ] = None,
+    exclude: Annotated[
+        Optional[list[str]],
+        typer.Option("--exclude", help="Leave out files matching this gitignore-style pattern (repeatable)."),
+    ] = None,
+    debounce: Annotated[
+        float, typer.Option("--debounce", help="Seconds the folder must be quiet before an update.")
+    ] = 1.0,
+    poll: Annotated[
+        bool, typer.Option("--poll", help="Poll for changes (for network drives where events do not arrive).")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Keep the index of FOLDER up to date as files change, until Ctrl-C (one update per batch of changes)."""
+    if debounce < 0:
+        _fail(f"--debounce must be 0 or more seconds (got {debounce})", 2)
+    with _errors():
+        from cli.output import printable, to_json
+        from indexer.records import BuildReport
+        from indexer.watch import watch_folder
+
+        def on_update(report: BuildReport) -> None:
+            if as_json:
+                typer.echo(to_json(report.to_dict()))
+            elif not quiet and report.written:
+                _print_build_summary(report)
+
+        def on_error(exc: SemindexError) -> None:
+            typer.echo(f"Error: {printable(str(exc))} (still watching)", err=True)
+
+        if not quiet and not as_json:
+            typer.echo(f"Watching {folder} (Ctrl-C stops)", err=True)
+        watch_folder(
+            folder,
+            index_dir,
+            model=model,
+            include=tuple(include or ()),
+            exclude=tuple(exclude or ()),
+            debounce_ms=int(debounce * 1000),
+            on_update=on_update,
+            on_error=on_error,
+            force_polling=True if poll else None,
+        )
+        if not quiet and not as_json:
+            typer.echo("Stopped watching.", err=True)
 
 
 @app.command()

@@ -70,7 +70,8 @@ def format_info(info: dict[str, Any]) -> str:
         ("chunks", str(info["chunks"])),
         ("size on disk", human_bytes(info["size_bytes"])),
         ("created", info["created_at"]),
-        ("vector index", info["faiss_type"]),
+        ("updated", f"{info['updated_at']} (version {info['version']})"),
+        ("vector index", f"{info['faiss_type']} in {info['parts']} part{'s' if info['parts'] != 1 else ''}"),
         ("chunking", f"{chunking.get('max_tokens')} tokens, overlap {chunking.get('overlap_tokens')}"),
     ]
     width = max(len(name) for name, _ in rows)

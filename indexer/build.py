@@ -230,9 +230,11 @@ def _build_locked(
     dropped = set(old_files) - set(state.kept)  # their rows go: removed, or read again
     affected = {part for path in dropped for part in old_files[path].parts}
     migrate = previous is not None and previous.manifest.format_version < 2
+    report.updated = previous is not None
     if previous is not None and not state.to_read and not affected and not state.touched and not migrate:
         report.chunks = int(previous.manifest.counts.get("chunks", 0))
         report.seconds = time.perf_counter() - started
+        report.written, report.version = False, previous.manifest.version
         return report  # nothing changed: nothing is written
     if migrate:
         affected = {part.id for part in old_parts}  # format 1 is rewritten as parts
@@ -287,6 +289,7 @@ def _build_locked(
             "skipped": len(report.skipped),
         }
         commit(target, manifest)
+        report.version = manifest.version
     except OSError as exc:
         writer.abort()
         raise IndexWriteError(
@@ -429,6 +432,7 @@ def _entry_for(
         whole = [s for s in skips if s.path == source.path]
         reason = whole[-1].reason if whole else "no record with text"
         notes = tuple(s for s in skips if s not in whole[-1:])
+        failed = failed or any(s.failed for s in whole[-1:])
         return replace(entry, status="failed" if failed else "skipped", reason=reason, notes=notes)
     return replace(entry, notes=tuple(skips))
 

@@ -91,6 +91,9 @@ class BuildReport:
     files_removed: int = 0
     chunks_embedded: int = 0
     chunks_reused: int = 0
+    updated: bool = False  # an existing index was brought up to date (not built from scratch)
+    written: bool = True  # False when nothing had changed, so no new version was written
+    version: int = 0  # the index's version after the build
 
     @property
     def pipeline_seconds(self) -> float:
@@ -110,6 +113,9 @@ class BuildReport:
             "files_removed": self.files_removed,
             "chunks_embedded": self.chunks_embedded,
             "chunks_reused": self.chunks_reused,
+            "updated": self.updated,
+            "written": self.written,
+            "version": self.version,
             "seconds": round(self.seconds, 3),
             "model_seconds": round(self.model_seconds, 3),
             "embed_seconds": round(self.embed_seconds, 3),

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from indexer.filetable import FileEntry, read_file_table
 from indexer.manifest import IndexManifest, PartRef
 from indexer.records import Chunk
-from indexer.store import all_vectors, check_part_files, read_vectors
+from indexer.store import CHUNK_SCHEMA, all_vectors, check_part_files, read_vectors
 
 ReuseKey = tuple[str, "str | None"]
 
@@ -45,6 +45,9 @@ class PreviousIndex:
         try:
             for part in manifest.part_refs:
                 check_part_files(directory, part)
+                names = set(pq.read_schema(directory / part.chunks_name).names)
+                if not set(CHUNK_SCHEMA.names) <= names:
+                    return None  # written by an early semindex without every column
             return cls(directory, manifest, read_file_table(directory, manifest))
         except Exception:  # a damaged previous index is simply not reused
             return None

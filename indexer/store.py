@@ -34,9 +34,9 @@ from indexer.errors import (
     IndexWriteError,
 )
 from indexer.manifest import (
+    CHUNKS_DIR,
     LOCK_FILE,
     MANIFEST_FILE,
-    CHUNKS_DIR,
     VECTORS_DIR,
     IndexManifest,
     PartRef,
@@ -357,14 +357,13 @@ def _listed(manifest: IndexManifest | None) -> set[str]:
     return names
 
 
-def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str]:
-    """Delete semindex's own files that ``manifest`` does not list (call under the lock).
+def garbage(directory: Path, manifest: IndexManifest | None) -> list[tuple[str, Path]]:
+    """semindex's own files in ``directory`` that ``manifest`` does not list, by name.
 
     These are the parts and tables of replaced versions and the leftovers of interrupted writes.
-    Files of other names are never touched. Returns the names deleted.
+    Files of other names are never included.
     """
     keep = _listed(manifest)
-    removed = []
     candidates: list[tuple[str, Path]] = []
     if directory.is_dir():
         candidates += [(p.name, p) for p in directory.iterdir() if _OUR_TOP.fullmatch(p.name)]
@@ -372,9 +371,13 @@ def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str
         parts = directory / folder
         if parts.is_dir() and not parts.is_symlink():
             candidates += [(f"{folder}/{p.name}", p) for p in parts.iterdir() if pattern.fullmatch(p.name)]
-    for name, path in candidates:
-        if name in keep or path.is_dir():
-            continue
+    return sorted((name, path) for name, path in candidates if name not in keep and not path.is_dir())
+
+
+def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str]:
+    """Delete the files ``garbage`` names (call under the lock); return their names."""
+    removed = []
+    for name, path in garbage(directory, manifest):
         with contextlib.suppress(OSError):
             path.unlink()
             removed.append(name)

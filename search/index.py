@@ -34,6 +34,18 @@ def find_index(start: str | Path | None = None) -> Path:
     )
 
 
+def index_location(path: str | Path | None) -> Path:
+    """The index folder meant by ``path``: the folder itself, the ``.semindex`` inside it, or
+    (when ``path`` is None) the nearest ``.semindex`` upwards from the current folder."""
+    if path is None:
+        return find_index()
+    directory = resolve_path(path)
+    nested = directory / INDEX_DIRNAME
+    if not (directory / "manifest.json").is_file() and (nested / "manifest.json").is_file():
+        return nested
+    return directory
+
+
 @dataclass(frozen=True)
 class IndexInfo:
     """What ``semindex info`` shows about an index."""
@@ -96,14 +108,7 @@ class Index:
             IndexCorruptError: A file of the index is missing, damaged or inconsistent.
             ModelMismatchError: ``model`` or ``embedder`` differs from the index's model.
         """
-        directory = find_index() if path is None else resolve_path(path)
-        nested = directory / INDEX_DIRNAME
-        if (
-            path is not None
-            and not (directory / "manifest.json").is_file()
-            and (nested / "manifest.json").is_file()
-        ):
-            directory = nested
+        directory = index_location(path)
         manifest, parts = _open_version(directory)
         if model is not None:
             wanted = resolve_model(model).name

@@ -282,9 +282,13 @@ def test_reindex_reports_what_it_did(tmp_path: Path) -> None:
     (folder / "b.txt").write_text("Beta text, revised.")
     result = invoke("index", str(folder))
     assert result.exit_code == 0
-    assert "Files: 0 added, 1 updated, 0 removed, 1 unchanged; chunks: 1 embedded, 1 reused" in result.stderr
+    assert (
+        "0 added, 1 updated, 0 removed, 1 unchanged; chunks: 1 embedded, 1 reused, 2 in all" in result.stderr
+    )
     report = json.loads(invoke("index", str(folder), "-q", "--json").stdout)
     assert (report["files_unchanged"], report["chunks_embedded"], report["chunks_reused"]) == (2, 0, 2)
+    assert (report["written"], report["version"]) == (False, 2)
+    assert "is up to date: 2 files, 2 chunks" in invoke("index", str(folder)).stderr
 
 
 def test_dry_run_prints_the_plan_and_writes_nothing(tmp_path: Path) -> None:

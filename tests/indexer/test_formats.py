@@ -71,10 +71,7 @@ def test_formats_are_indexed_and_found(make_index: MakeIndex, embedder: Sentence
     assert (
         glacier.path == "reports/q2.docx"
         and "Innsbruck\t4.2 m"
-        in pq.read_table(target / "chunks")
-        .to_pandas()
-        .query("path == 'reports/q2.docx'")["text"]
-        .str.cat()
+        in pq.read_table(target / "chunks").to_pandas().query("path == 'reports/q2.docx'")["text"].str.cat()
     )
     assert index.search("tying a rope loop", k=1)[0].path == "notes.md"
 

@@ -214,7 +214,7 @@ def test_parts_are_searched_together_exactly(tmp_path: Path) -> None:
 
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
     target = tmp_path / "idx"
-    with IndexLock(target), pytest.raises(IndexLockedError, match="another semindex process.*--wait"):
+    with IndexLock(target), pytest.raises(IndexLockedError, match=r"another semindex process.*--wait"):
         IndexLock(target).__enter__()
     with IndexLock(target):
         pass  # released once the first holder is done
