@@ -304,14 +304,27 @@ def search(
     ] = None,
     index_dir: IndexOption = None,
     k: Annotated[int, typer.Option("-k", "--top", help="How many results to return.")] = 10,
+    mode: Annotated[
+        Optional[str],
+        typer.Option(
+            "--mode",
+            help="hybrid (meaning and keywords fused; the default), dense (meaning only: cosine) "
+            "or keyword (BM25 only).",
+        ),
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Show each hit's cosine, BM25 score and rank in each ranking.")
+    ] = False,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search an index by meaning and print the closest chunks, best first."""
+    """Search an index by meaning and keywords and print the best chunks, best first."""
     if (query is None) == (queries is None):
         _fail("give either a QUERY or --queries FILE (see semindex search --help)", 2)
     if k < 1:
         _fail(f"-k must be at least 1 (got {k})", 2)
+    if mode is not None and mode not in ("hybrid", "dense", "keyword"):
+        _fail(f"--mode must be hybrid, dense or keyword (got {mode!r})", 2)
     with _errors():
         from cli.output import format_results, to_json
         from search import Index
@@ -324,13 +337,13 @@ def search(
         batch = 64
         for start in range(0, len(texts), batch):
             group = texts[start : start + batch]
-            for text, results in zip(group, opened.search_many(group, k=k), strict=True):
+            for text, results in zip(group, opened.search_many(group, k=k, mode=mode), strict=True):
                 if as_json:
                     typer.echo(to_json({"query": text, "results": [r.to_dict() for r in results]}))
                 else:
                     if queries is not None:
                         typer.echo(f"== {text}")
-                    typer.echo(format_results(results))
+                    typer.echo(format_results(results, explain=explain))
 
 
 @app.command()
@@ -432,6 +445,52 @@ def watch(
         )
         if not quiet and not as_json:
             typer.echo("Stopped watching.", err=True)
+
+
+@app.command(name="eval")
+def eval_command(
+    folder: Annotated[
+        Path, typer.Argument(help="A BEIR folder: corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv.")
+    ],
+    split: Annotated[str, typer.Option("--split", help="Which qrels/SPLIT.tsv to score.")] = "test",
+    mode: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--mode", help="Mode to score: keyword, dense or hybrid (repeatable; default: all three)."
+        ),
+    ] = None,
+    index_dir: Annotated[
+        Optional[Path],
+        typer.Option("--index", "-i", help="Where to keep the corpus's index (default: FOLDER/.semindex)."),
+    ] = None,
+    model: ModelOption = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Score retrieval on judged data: index a BEIR corpus (or reuse its index) and print
+    nDCG@10, MRR@10 and Recall@100 for each mode side by side."""
+    modes = list(dict.fromkeys(mode or ["keyword", "dense", "hybrid"]))
+    for name in modes:
+        if name not in ("hybrid", "dense", "keyword"):
+            _fail(f"--mode must be hybrid, dense or keyword (got {name!r})", 2)
+    with _errors():
+        from cli.output import to_json
+        from cli.progress import BuildProgressBar
+        from search.evaluate import evaluate_beir
+
+        with BuildProgressBar(enabled=not quiet and sys.stderr.isatty()) as bar:
+            report = evaluate_beir(folder, index_dir, split=split, modes=modes, model=model, progress=bar)
+        if as_json:
+            typer.echo(to_json(report.to_dict()))
+            return
+        typer.echo(f"{report.queries} queries of split {report.split!r}, index {report.index_dir}")
+        typer.echo(f"{'mode':<9} {'nDCG@10':>8} {'MRR@10':>8} {'Recall@100':>11} {'ms/query':>9}")
+        for name, values in report.metrics.items():
+            per_query = 1000 * report.seconds[name] / max(1, report.queries)
+            typer.echo(
+                f"{name:<9} {values['ndcg@10']:>8.4f} {values['mrr@10']:>8.4f} "
+                f"{values['recall@100']:>11.4f} {per_query:>9.1f}"
+            )
 
 
 @app.command()

@@ -36,7 +36,18 @@ def location(path: str, start_line: int, end_line: int, page: int | None = None)
     return f"{path}:{start_line}" if start_line == end_line else f"{path}:{start_line}-{end_line}"
 
 
-def format_results(results: Sequence[Any]) -> str:
+def explanation(hit: Any) -> str:
+    """Why a hit ranks where it does: its cosine, BM25 score and rank in each ranking."""
+    parts = []
+    if hit.cosine is not None:
+        parts.append(f"cosine {hit.cosine:.4f}" + (f" (#{hit.dense_rank})" if hit.dense_rank else ""))
+    if hit.keyword_score is not None:
+        rank = f" (#{hit.keyword_rank})" if hit.keyword_rank else ""
+        parts.append(f"bm25 {hit.keyword_score:.2f}{rank}" if hit.keyword_score else "no keyword match")
+    return f"{hit.mode}: " + ", ".join(parts)
+
+
+def format_results(results: Sequence[Any], explain: bool = False) -> str:
     """Plain rendering: rank, score, location and a short snippet for each hit."""
     if not results:
         return "no results"
@@ -46,6 +57,8 @@ def format_results(results: Sequence[Any]) -> str:
         if getattr(hit, "record", None) is not None:
             where += f" (record {printable(hit.record)})"
         lines.append(f"{hit.rank:>3}. {hit.score:.4f}  {where}")
+        if explain:
+            lines.append(f"     [{explanation(hit)}]")
         lines.append(f"     {snippet(hit.text)}")
     return "\n".join(lines)
 

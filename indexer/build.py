@@ -7,6 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+
 from indexer.chunking import chunk_document
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SentenceTransformerEmbedder, load_embedder
@@ -229,15 +232,15 @@ def _build_locked(
     old_parts = previous.manifest.part_refs if previous is not None else []
     dropped = set(old_files) - set(state.kept)  # their rows go: removed, or read again
     affected = {part for path in dropped for part in old_files[path].parts}
-    migrate = previous is not None and previous.manifest.format_version < 2
+    # Format 1 and parts without keyword postings are rewritten (their vectors are kept).
+    migrate = previous is not None and any(not part.has_keywords for part in old_parts)
     report.updated = previous is not None
     if previous is not None and not state.to_read and not affected and not state.touched and not migrate:
         report.chunks = int(previous.manifest.counts.get("chunks", 0))
         report.seconds = time.perf_counter() - started
         report.written, report.version = False, previous.manifest.version
         return report  # nothing changed: nothing is written
-    if migrate:
-        affected = {part.id for part in old_parts}  # format 1 is rewritten as parts
+    affected.update(part.id for part in old_parts if not part.has_keywords)
     small = [p.id for p in old_parts if p.id not in affected and p.rows < config.part_rows // 4]
     if len(small) > MAX_SMALL_PARTS:
         affected.update(small)  # compaction: many small parts become a few full ones
@@ -263,9 +266,12 @@ def _build_locked(
     try:
         for part in old_parts:
             if part.id in affected and previous is not None:
-                table, vectors = previous.part_rows(part)
-                keep = [path not in dropped for path in table.column("path").to_pylist()]
-                writer.add_table(table.filter(keep), vectors[keep])
+                table, vectors, keywords = previous.part_rows(part)
+                keep = np.array(
+                    [path not in dropped for path in table.column("path").to_pylist()], dtype=bool
+                )
+                terms = keywords.kept_rows(keep) if keywords is not None else None
+                writer.add_table(table.filter(pa.array(keep)), vectors[keep], terms)
         read: dict[str, FileEntry] = {}
         if state.to_read:
             assert embedder is not None

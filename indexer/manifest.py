@@ -21,6 +21,7 @@ FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
 CHUNKS_DIR = "chunks"  # one Parquet file per part: read the folder with pandas or DuckDB
 VECTORS_DIR = "vectors"  # one FAISS file per part
+KEYWORDS_DIR = "keywords"  # one BM25 postings file per part
 LOCK_FILE = "semindex.lock"
 PART_ID = re.compile(r"[0-9a-f]{16}")
 FILE_TABLE = re.compile(r"files-[0-9a-f]{16}\.parquet")
@@ -126,8 +127,10 @@ def _parts_problem(data: dict[str, Any]) -> str | None:
         if not _is_int(part.get("rows")):
             return f"{where}.rows is not a whole number"
         files = part.get("files")
-        if not isinstance(files, dict) or set(files) != {"chunks", "vectors"}:
-            return f"{where}.files must describe its chunks and vectors"
+        if not isinstance(files, dict) or set(files) - {"keywords"} != {"chunks", "vectors"}:
+            return f"{where}.files must describe its chunks and vectors (and keywords)"
+        if "terms" in part and not _is_int(part["terms"]):
+            return f"{where}.terms is not a whole number"
         for kind, facts in files.items():
             problem = _file_facts_problem(f"{where}.files.{kind}", facts)
             if problem:
@@ -153,6 +156,7 @@ class PartRef:
     id: str
     rows: int
     files: dict[str, dict[str, Any]]
+    terms: int | None = None  # the number of keyword terms in its rows (for BM25's mean length)
 
     @property
     def chunks_name(self) -> str:
@@ -168,9 +172,22 @@ class PartRef:
             return LEGACY_FAISS_FILE
         return f"{VECTORS_DIR}/part-{self.id}.faiss"
 
+    @property
+    def keywords_name(self) -> str:
+        """The keyword postings file's path inside the index folder."""
+        return f"{KEYWORDS_DIR}/part-{self.id}.npz"
+
+    @property
+    def has_keywords(self) -> bool:
+        """Whether the part has a keyword file (parts written before keyword search do not)."""
+        return "keywords" in self.files and self.terms is not None
+
     def to_dict(self) -> dict[str, Any]:
         """Return the part as the manifest stores it."""
-        return {"id": self.id, "rows": self.rows, "files": self.files}
+        data: dict[str, Any] = {"id": self.id, "rows": self.rows, "files": self.files}
+        if self.terms is not None:
+            data["terms"] = self.terms
+        return data
 
 
 @dataclass
@@ -219,7 +236,7 @@ class IndexManifest:
                     },
                 )
             ]
-        return [PartRef(p["id"], int(p["rows"]), dict(p["files"])) for p in self.parts]
+        return [PartRef(p["id"], int(p["rows"]), dict(p["files"]), p.get("terms")) for p in self.parts]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as JSON-ready data."""

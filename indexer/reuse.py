@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from indexer.filetable import FileEntry, read_file_table
+from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
 from indexer.records import Chunk
 from indexer.store import CHUNK_SCHEMA, all_vectors, check_part_files, read_vectors
@@ -64,10 +65,11 @@ class PreviousIndex:
             self._vectors[part_id] = index
         return index
 
-    def part_rows(self, part: PartRef) -> tuple[pa.Table, np.ndarray]:
-        """All rows of a part and their vectors."""
+    def part_rows(self, part: PartRef) -> tuple[pa.Table, np.ndarray, KeywordPart | None]:
+        """All rows of a part, their vectors, and their keyword postings (None if it has none)."""
         table = pq.read_table(self.directory / part.chunks_name)
-        return table, all_vectors(self.part_vectors(part.id))
+        keywords = KeywordPart.load(self.directory / part.keywords_name) if part.has_keywords else None
+        return table, all_vectors(self.part_vectors(part.id)), keywords
 
     def _key_map(self) -> dict[ReuseKey, tuple[str, int]]:
         if self._keys is None:

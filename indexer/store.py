@@ -33,8 +33,10 @@ from indexer.errors import (
     IndexLockedError,
     IndexWriteError,
 )
+from indexer.keywords import Analyzer, KeywordPart, TermBatch, keyword_text
 from indexer.manifest import (
     CHUNKS_DIR,
+    KEYWORDS_DIR,
     LOCK_FILE,
     MANIFEST_FILE,
     VECTORS_DIR,
@@ -67,11 +69,12 @@ DEFAULT_PART_ROWS = 65_536
 
 # Names semindex writes inside an index folder; nothing else there is ever deleted.
 _OUR_TOP = re.compile(
-    r"manifest\.json|manifest\.json\.tmp-[0-9a-f]{12}|\.manifest\.json\.tmp|semindex\.lock|chunks|vectors|"
+    r"manifest\.json|manifest\.json\.tmp-[0-9a-f]{12}|\.manifest\.json\.tmp|semindex\.lock|chunks|vectors|keywords|"
     r"files-[0-9a-f]{16}\.parquet|index\.faiss|chunks\.parquet"
 )
 _OUR_CHUNKS = re.compile(r"part-[0-9a-f]{16}\.parquet")
 _OUR_VECTORS = re.compile(r"part-[0-9a-f]{16}\.faiss")
+_OUR_KEYWORDS = re.compile(r"part-[0-9a-f]{16}\.npz")
 
 
 def _faiss() -> Any:
@@ -226,8 +229,10 @@ class PartWriter:
     count: int = 0
 
     def __post_init__(self) -> None:
-        for folder in (CHUNKS_DIR, VECTORS_DIR):
+        for folder in (CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
             (self.directory / folder).mkdir(parents=True, exist_ok=True)
+        self._analyzer = Analyzer()
+        self._terms: list[TermBatch] = []
         self._id: str | None = None
         self._parquet: pq.ParquetWriter | None = None
         self._index: Any = None
@@ -243,12 +248,21 @@ class PartWriter:
         if chunks:
             self.add_table(chunks_to_table(chunks), vectors)
 
-    def add_table(self, table: pa.Table, vectors: np.ndarray) -> None:
-        """Append rows already in the Parquet schema (kept rows of an older part) and their vectors."""
+    def add_table(self, table: pa.Table, vectors: np.ndarray, terms: TermBatch | None = None) -> None:
+        """Append rows already in the Parquet schema (kept rows of an older part) and their vectors.
+
+        ``terms`` are the rows' keyword postings if known; otherwise the rows' text is analyzed.
+        """
         if table.num_rows != len(vectors):
             raise ValueError(f"{table.num_rows} rows but {len(vectors)} vectors")
         if table.num_rows == 0:
             return
+        if terms is None:
+            sections = table.column("section").to_pylist()
+            texts = table.column("text").to_pylist()
+            terms = TermBatch.from_texts(
+                self._analyzer, (keyword_text(s, t) for s, t in zip(sections, texts, strict=True))
+            )
         vectors = normalize_rows(np.asarray(vectors, dtype=np.float32))
         if vectors.shape[1] != self.dimension:
             raise ValueError(f"vectors have {vectors.shape[1]} dimensions, index has {self.dimension}")
@@ -261,6 +275,7 @@ class PartWriter:
             piece = table.slice(start, room)
             self._index.add(np.ascontiguousarray(vectors[start : start + piece.num_rows]))
             self._pending.append(piece)
+            self._terms.append(terms.slice(start, start + piece.num_rows))
             self._pending_rows += piece.num_rows
             self._rows += piece.num_rows
             assert self._id is not None
@@ -300,28 +315,30 @@ class PartWriter:
         self._parquet.close()
         chunks_path = self.directory / CHUNKS_DIR / f"part-{self._id}.parquet"
         vectors_path = self.directory / VECTORS_DIR / f"part-{self._id}.faiss"
-        self._written.append(vectors_path)
+        keywords_path = self.directory / KEYWORDS_DIR / f"part-{self._id}.npz"
+        self._written += [vectors_path, keywords_path]
         try:
             _faiss().write_index(self._index, str(vectors_path))
         except RuntimeError as exc:  # FAISS reports I/O failures (a full disk, say) this way
             raise OSError(f"cannot write {vectors_path}") from exc
-        for path in (chunks_path, vectors_path):
+        keywords = KeywordPart.from_batches(self._terms)
+        keywords.save(keywords_path)
+        for path in (chunks_path, vectors_path, keywords_path):
             fsync_path(path)
-        self.parts.append(
-            PartRef(
-                self._id,
-                self._rows,
-                {"chunks": file_facts(chunks_path), "vectors": file_facts(vectors_path)},
-            )
-        )
+        files = {
+            "chunks": file_facts(chunks_path),
+            "vectors": file_facts(vectors_path),
+            "keywords": file_facts(keywords_path),
+        }
+        self.parts.append(PartRef(self._id, self._rows, files, terms=int(keywords.lengths.sum())))
         crash_point("part-written")
-        self._id, self._parquet, self._index, self._rows = None, None, None, 0
+        self._id, self._parquet, self._index, self._rows, self._terms = None, None, None, 0, []
 
     def finish(self) -> list[PartRef]:
         """Close the last part; return every part written."""
         if self._id is not None:
             self._close_part()
-        for folder in (CHUNKS_DIR, VECTORS_DIR):
+        for folder in (CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
             fsync_path(self.directory / folder)
         return self.parts
 
@@ -349,9 +366,9 @@ def commit(directory: Path, manifest: IndexManifest) -> None:
 def _listed(manifest: IndexManifest | None) -> set[str]:
     if manifest is None:
         return set()
-    names = {MANIFEST_FILE, LOCK_FILE, CHUNKS_DIR, VECTORS_DIR}
+    names = {MANIFEST_FILE, LOCK_FILE, CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR}
     for part in manifest.part_refs:
-        names.update((part.chunks_name, part.vectors_name))
+        names.update((part.chunks_name, part.vectors_name, part.keywords_name))
     if manifest.file_table:
         names.add(str(manifest.file_table["name"]))
     return names
@@ -367,7 +384,11 @@ def garbage(directory: Path, manifest: IndexManifest | None) -> list[tuple[str, 
     candidates: list[tuple[str, Path]] = []
     if directory.is_dir():
         candidates += [(p.name, p) for p in directory.iterdir() if _OUR_TOP.fullmatch(p.name)]
-    for folder, pattern in ((CHUNKS_DIR, _OUR_CHUNKS), (VECTORS_DIR, _OUR_VECTORS)):
+    for folder, pattern in (
+        (CHUNKS_DIR, _OUR_CHUNKS),
+        (VECTORS_DIR, _OUR_VECTORS),
+        (KEYWORDS_DIR, _OUR_KEYWORDS),
+    ):
         parts = directory / folder
         if parts.is_dir() and not parts.is_symlink():
             candidates += [(f"{folder}/{p.name}", p) for p in parts.iterdir() if pattern.fullmatch(p.name)]
@@ -388,7 +409,7 @@ def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str
 def remove_index_folder(directory: Path) -> None:
     """Delete an index folder that holds nothing but semindex's own files."""
     collect_garbage(directory, None)
-    for name in (LOCK_FILE, CHUNKS_DIR, VECTORS_DIR):
+    for name in (LOCK_FILE, CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
         with contextlib.suppress(OSError):
             path = directory / name
             path.rmdir() if path.is_dir() else path.unlink()
@@ -398,8 +419,13 @@ def remove_index_folder(directory: Path) -> None:
 
 def check_part_files(directory: Path, part: PartRef, full: bool = False) -> None:
     """Fail with a clear message if a part's file is missing, of the wrong size or checksum."""
-    for kind, name in (("chunks", part.chunks_name), ("vectors", part.vectors_name)):
-        check_file(directory / name, part.files.get(kind, {}), full)
+    for kind, name in (
+        ("chunks", part.chunks_name),
+        ("vectors", part.vectors_name),
+        ("keywords", part.keywords_name),
+    ):
+        if kind in part.files or kind != "keywords":
+            check_file(directory / name, part.files.get(kind, {}), full)
 
 
 def check_file(path: Path, facts: dict[str, Any], full: bool = False) -> None:

@@ -15,10 +15,15 @@ from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, 
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
+from search.keyword import KeywordSearcher
+from search.rank import reciprocal_rank_fusion
 from search.results import SearchResult, result_from_row
-from search.shards import OpenPart, open_parts, search_parts
+from search.shards import OpenPart, cosine, dense_hits, fetch_rows, open_parts
 
 MAX_QUERY_CHARS = 10_000
+MODES = ("hybrid", "dense", "keyword")
+DEFAULT_MODE = "hybrid"  # the best of the three on SciFact's training queries (bench/scifact.py)
+HYBRID_DEPTH = 100  # how deep each ranking is read before fusing
 
 
 def find_index(start: str | Path | None = None) -> Path:
@@ -86,6 +91,7 @@ class Index:
         self._size = sum(int(p.vectors.ntotal) for p in parts)
         self._embedder = embedder
         self._model = model
+        self._keyword: KeywordSearcher | None = None
 
     @property
     def version(self) -> int:
@@ -140,44 +146,129 @@ class Index:
     def __len__(self) -> int:
         return self._size
 
-    def search(self, query: str, k: int = 10) -> list[SearchResult]:
-        """The ``k`` chunks closest to ``query`` by cosine similarity, best first."""
-        return self.search_many([query], k=k)[0]
+    @property
+    def modes(self) -> tuple[str, ...]:
+        """The search modes this index supports (keyword and hybrid need keyword postings)."""
+        if all(part.keywords is not None for part in self._parts):
+            return MODES
+        return ("dense",)
 
-    def search_many(self, queries: Sequence[str], k: int = 10) -> list[list[SearchResult]]:
+    def _mode(self, mode: str | None) -> str:
+        if mode is None:
+            return DEFAULT_MODE if DEFAULT_MODE in self.modes else "dense"
+        if mode not in MODES:
+            raise QueryError(f"mode must be one of {', '.join(MODES)} (got {mode!r})")
+        if mode not in self.modes:
+            raise QueryError(
+                f"the index at {self.directory} has no keyword postings (written by an earlier semindex); "
+                "update it with 'semindex index FOLDER' to use --mode " + mode
+            )
+        return mode
+
+    def search(self, query: str, k: int = 10, mode: str | None = None) -> list[SearchResult]:
+        """The ``k`` chunks that best match ``query``, best first.
+
+        Args:
+            query: What to search for, in your own words.
+            k: How many results.
+            mode: ``hybrid`` (the default: meaning and keywords fused), ``dense`` (cosine
+                similarity of embeddings only) or ``keyword`` (BM25 only).
+        """
+        return self.search_many([query], k=k, mode=mode)[0]
+
+    def search_many(
+        self, queries: Sequence[str], k: int = 10, mode: str | None = None
+    ) -> list[list[SearchResult]]:
         """``search`` for several queries at once (their embeddings are computed in one batch)."""
         if isinstance(queries, str):
             raise QueryError("search_many takes a list of queries; use search() for one")
         _check_k(k)
+        mode = self._mode(mode)
         for number, query in enumerate(queries, start=1):
             check_query(query, number if len(queries) > 1 else None)
         if not queries or len(self) == 0:
             return [[] for _ in queries]
-        vectors = self.embedder.embed_queries(list(queries))
-        return self.search_vectors(vectors, k)
+        if mode == "keyword":
+            return [self._keyword_results(query, k) for query in queries]
+        vectors = self._normalised(self.embedder.embed_queries(list(queries)))
+        if mode == "dense":
+            return self._dense_results(vectors, k)
+        return [self._hybrid_results(q, v, k) for q, v in zip(queries, vectors, strict=True)]
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[SearchResult]]:
-        """Search with query vectors already made (rows are normalised here)."""
+        """Dense search with query vectors already made (rows are normalised here)."""
         _check_k(k)
+        vectors = self._normalised(vectors)
+        if len(self) == 0:
+            return [[] for _ in range(len(vectors))]
+        return self._dense_results(vectors, k)
+
+    def _normalised(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape[1] != self.manifest.dimension:
             raise QueryError(
                 f"query vectors must have shape (n, {self.manifest.dimension}), got {vectors.shape}"
             )
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        vectors = np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
-        if len(self) == 0:
-            return [[] for _ in range(len(vectors))]
-        results = []
-        for found in search_parts(self._parts, vectors, min(int(k), len(self))):
+        return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+    @property
+    def keyword(self) -> KeywordSearcher:
+        """BM25 over the index's keyword postings (all parts together)."""
+        if self._keyword is None:
+            parts = [p.keywords for p in self._parts]
+            if any(p is None for p in parts):
+                self._mode("keyword")  # raises the error that says what to do
+            terms = sum(int(p.ref.terms or 0) for p in self._parts)
+            self._keyword = KeywordSearcher([p for p in parts if p is not None], terms)
+        return self._keyword
+
+    def _results(self, found: list[tuple[tuple[int, int], dict[str, Any]]]) -> list[SearchResult]:
+        rows = fetch_rows(self._parts, [key for key, _ in found])
+        return [result_from_row(rank, rows[key], **facts) for rank, (key, facts) in enumerate(found, start=1)]
+
+    def _dense_results(self, vectors: np.ndarray, k: int) -> list[list[SearchResult]]:
+        out = []
+        for hits in dense_hits(self._parts, vectors, min(int(k), len(self))):
             # Inner product of unit vectors is cosine; rounding can step just past 1.
-            results.append(
-                [
-                    result_from_row(rank, float(min(1.0, max(-1.0, score))), row)
-                    for rank, (score, row) in enumerate(found, start=1)
-                ]
-            )
-        return results
+            found = []
+            for rank, (score, part, row) in enumerate(hits, start=1):
+                cosine_score = _clip(score)
+                facts = {"score": cosine_score, "mode": "dense", "cosine": cosine_score, "dense_rank": rank}
+                found.append(((part, row), facts))
+            out.append(self._results(found))
+        return out
+
+    def _keyword_results(self, query: str, k: int) -> list[SearchResult]:
+        hits = self.keyword.scores(query).top(min(int(k), len(self)))
+        found = [
+            ((part, row), {"score": score, "mode": "keyword", "keyword_score": score, "keyword_rank": rank})
+            for rank, (score, part, row) in enumerate(hits, start=1)
+        ]
+        return self._results(found)
+
+    def _hybrid_results(self, query: str, vector: np.ndarray, k: int) -> list[SearchResult]:
+        depth = max(int(k), HYBRID_DEPTH)
+        (dense,) = dense_hits(self._parts, vector[None, :], min(depth, len(self)))
+        scores = self.keyword.scores(query)
+        fused = reciprocal_rank_fusion(dense, scores.top(depth))[: int(k)]
+        cosines = {(p, r): s for s, p, r in dense}
+        found = []
+        for hit in fused:
+            key = (hit.part, hit.row)
+            similarity = cosines.get(key)
+            if similarity is None:
+                similarity = cosine(self._parts, vector, hit.part, hit.row)
+            facts = {
+                "score": hit.score,
+                "mode": "hybrid",
+                "cosine": _clip(similarity),
+                "keyword_score": scores.score(hit.part, hit.row),
+                "dense_rank": hit.dense_rank,
+                "keyword_rank": hit.keyword_rank,
+            }
+            found.append((key, facts))
+        return self._results(found)
 
     def info(self) -> IndexInfo:
         """Facts about the index: model, size, counts, creation time."""
@@ -226,6 +317,10 @@ def _manifest_stamp(directory: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (facts.st_ino, facts.st_mtime_ns)
+
+
+def _clip(score: float) -> float:
+    return float(min(1.0, max(-1.0, score)))
 
 
 def _check_k(k: int) -> None:

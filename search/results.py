@@ -5,7 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-JSON_FIELDS = ("rank", "score", "path", "chunk", "start_line", "end_line", "text", "page", "record")
+JSON_FIELDS = (
+    "rank",
+    "score",
+    "path",
+    "chunk",
+    "start_line",
+    "end_line",
+    "text",
+    "page",
+    "record",
+    "mode",
+    "cosine",
+    "keyword_score",
+    "dense_rank",
+    "keyword_rank",
+)
 
 
 @dataclass(frozen=True)
@@ -14,7 +29,8 @@ class SearchResult:
 
     Attributes:
         rank: 1 for the best hit.
-        score: Cosine similarity between the query and the chunk, in [-1, 1].
+        score: What the ranking sorted by: the cosine similarity in ``dense`` mode (in [-1, 1]),
+            the BM25 score in ``keyword`` mode, the fused score in ``hybrid`` mode.
         path: The document's path, relative to the indexed folder (POSIX).
         chunk: The chunk's ordinal within its document (0-based).
         start_line: First line of the chunk in the document (1-based).
@@ -24,6 +40,11 @@ class SearchResult:
         char_end: Offset just past the chunk's last character.
         page: The page number, for formats that have pages.
         record: The record's id, for a record of a record file (.jsonl, .parquet, ...).
+        mode: The search mode that found it: ``hybrid``, ``dense`` or ``keyword``.
+        cosine: Cosine similarity of the query and the chunk (None in keyword mode).
+        keyword_score: The chunk's BM25 score for the query (None in dense mode).
+        dense_rank: Its rank by cosine alone, if within the ranking read (None otherwise).
+        keyword_rank: Its rank by BM25 alone, if within the ranking read (None otherwise).
     """
 
     rank: int
@@ -37,17 +58,23 @@ class SearchResult:
     char_end: int = 0
     page: int | None = None
     record: str | None = None
+    mode: str = "dense"
+    cosine: float | None = None
+    keyword_score: float | None = None
+    dense_rank: int | None = None
+    keyword_rank: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that ``--json`` and the HTTP API show."""
         return {name: getattr(self, name) for name in JSON_FIELDS}
 
 
-def result_from_row(rank: int, score: float, row: dict[str, Any]) -> SearchResult:
-    """Build a result from a chunks.parquet row."""
+def result_from_row(rank: int, row: dict[str, Any], score: float, **facts: Any) -> SearchResult:
+    """Build a result from a chunk row, its score and what the ranking says of it."""
     return SearchResult(
         rank=rank,
         score=score,
+        **facts,
         path=row["path"],
         chunk=int(row["chunk"]),
         start_line=int(row["start_line"]),

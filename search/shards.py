@@ -6,7 +6,7 @@ multi-part index answers as one FAISS index holding every vector would.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,17 +14,19 @@ from typing import Any
 import numpy as np
 
 from indexer.errors import REBUILD_HINT, IndexCorruptError
+from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
 from indexer.store import ChunkTable, check_part_files, read_vectors
 
 
 @dataclass
 class OpenPart:
-    """One part, loaded: its vectors in memory and its Parquet file open for row reads."""
+    """One part, loaded: its vectors and keyword postings in memory, its Parquet file open."""
 
     ref: PartRef
     vectors: Any
     rows: ChunkTable
+    keywords: KeywordPart | None = None
 
 
 def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
@@ -39,19 +41,30 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
                 f"{directory / ref.chunks_name} has {rows.num_rows} rows but "
                 f"{ref.vectors_name} has {vectors.ntotal} vectors; {REBUILD_HINT}"
             )
-        parts.append(OpenPart(ref, vectors, rows))
+        keywords = None
+        if ref.has_keywords:
+            path = directory / ref.keywords_name
+            try:
+                keywords = KeywordPart.load(path)
+            except (OSError, ValueError, KeyError) as exc:
+                raise IndexCorruptError(f"{path} is not a readable keyword file; {REBUILD_HINT}") from exc
+            if keywords.num_rows != ref.rows:
+                raise IndexCorruptError(
+                    f"{path} has {keywords.num_rows} rows, not {ref.rows}; {REBUILD_HINT}"
+                )
+        parts.append(OpenPart(ref, vectors, rows, keywords))
     return parts
 
 
-Hit = tuple[float, dict[str, Any]]
+Hit = tuple[float, int, int]  # (score, part number, row)
 
 
-def search_parts(parts: Sequence[OpenPart], vectors: np.ndarray, k: int) -> list[list[Hit]]:
-    """The ``k`` best (score, row) pairs per query over all parts, best first.
+def dense_hits(parts: Sequence[OpenPart], vectors: np.ndarray, k: int) -> list[list[Hit]]:
+    """The ``k`` best (cosine, part number, row) per query over all parts, best first.
 
     Ties are broken by part order, then row number, so answers are the same on every run.
     """
-    candidates: list[list[tuple[float, int, int]]] = [[] for _ in range(len(vectors))]
+    candidates: list[list[Hit]] = [[] for _ in range(len(vectors))]
     for number, part in enumerate(parts):
         if part.vectors.ntotal == 0:
             continue
@@ -60,14 +73,25 @@ def search_parts(parts: Sequence[OpenPart], vectors: np.ndarray, k: int) -> list
             candidates[query].extend(
                 (float(s), number, int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0
             )
-    best = [sorted(found, key=lambda c: (-c[0], c[1], c[2]))[:k] for found in candidates]
+    return [sorted(found, key=lambda c: (-c[0], c[1], c[2]))[:k] for found in candidates]
+
+
+def cosine(parts: Sequence[OpenPart], vector: np.ndarray, part: int, row: int) -> float:
+    """The cosine of a query vector and one stored vector."""
+    stored = parts[part].vectors.reconstruct(row)
+    return float(np.dot(stored, vector))
+
+
+def fetch_rows(
+    parts: Sequence[OpenPart], keys: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], dict[str, Any]]:
+    """The chunk rows for (part number, row) keys, read once each."""
     wanted: dict[int, set[int]] = {}
-    for found in best:
-        for _, number, row in found:
-            wanted.setdefault(number, set()).add(row)
+    for number, row in keys:
+        wanted.setdefault(number, set()).add(row)
     rows: dict[tuple[int, int], dict[str, Any]] = {}
     for number, ids in wanted.items():
         ordered = sorted(ids)
         for row, data in zip(ordered, parts[number].rows.rows(ordered), strict=True):
             rows[(number, row)] = data
-    return [[(score, rows[(number, row)]) for score, number, row in found] for found in best]
+    return rows

@@ -70,7 +70,7 @@ def test_scores_are_cosines_not_dot_products(tmp_path: Path) -> None:
     """Guards against unnormalised vectors: [1,0] and [10,10] queried with [1,0] score 1.0 and 0.707."""
     target = write_index(tmp_path / "idx", [(chunk("a.txt", "a"), [1, 0]), (chunk("b.txt", "b"), [10, 10])])
     index = Index.open(target, embedder=VectorEmbedder({"q": [1, 0], "a": [1, 0], "b": [10, 10]}))
-    hits = index.search("q", k=2)
+    hits = index.search("q", k=2, mode="dense")
     assert [h.path for h in hits] == ["a.txt", "b.txt"]
     assert hits[0].score == pytest.approx(1.0, abs=1e-6)
     assert hits[1].score == pytest.approx(2**-0.5, abs=1e-6)
@@ -243,7 +243,7 @@ def test_rewrite_replaces_the_old_version_whole(tmp_path: Path) -> None:
     write_index(target, [(chunk("new.txt", "b"), [0, 1])])
     index = Index.open(target, embedder=VectorEmbedder({"b": [0, 1]}))
     assert [h.path for h in index.search("b", k=5)] == ["new.txt"]
-    assert sorted(p.name for p in target.iterdir()) == ["chunks", "manifest.json", "vectors"]
+    assert sorted(p.name for p in target.iterdir()) == ["chunks", "keywords", "manifest.json", "vectors"]
     assert len(list((target / "chunks").iterdir())) == 1, "the old version's files are gone"
 
 

@@ -57,13 +57,13 @@ def test_own_text_scores_as_itself(sample_index: Path, embedder: SentenceTransfo
     assert any(r["section"] is None for r in rows[::20]) and any(r["section"] for r in rows[::20])
     for row in rows[::20]:
         query = f"{row['section']}\n\n{row['text']}" if row["section"] else row["text"]
-        hit = index.search(query, k=1)[0]
+        hit = index.search(query, k=1, mode="dense")[0]
         assert hit.text == row["text"] and hit.score >= 0.999
 
 
 def test_scores_are_cosines_within_bounds(sample_index: Path, embedder: SentenceTransformerEmbedder) -> None:
     index = Index.open(sample_index, embedder=embedder)
-    hits = index.search("volcano", k=len(index))
+    hits = index.search("volcano", k=len(index), mode="dense")
     assert len(hits) == len(index)
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
     query = embedder.embed_queries(["volcano"])[0]

@@ -1,0 +1,261 @@
+"""The keyword side of an index: an analyzer and, per part, a term → postings table for BM25.
+
+Each part gets ``keywords/part-<id>.npz`` beside its chunks and vectors: the part's sorted
+vocabulary, and for each term the rows it occurs in with its frequency, plus each row's length
+in terms. The collection-wide statistics BM25 needs (how many rows hold a term, the mean row
+length) are summed over the parts at query time, so parts stay independent and an update never
+rewrites a part it did not touch.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ANALYZER = "unicode-words-lower-stop-snowball-english-v1"
+
+# Lucene's classic English stop set: short, and safe for code and names.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "but",
+        "by",
+        "for",
+        "if",
+        "in",
+        "into",
+        "is",
+        "it",
+        "no",
+        "not",
+        "of",
+        "on",
+        "or",
+        "such",
+        "that",
+        "the",
+        "their",
+        "then",
+        "there",
+        "these",
+        "they",
+        "this",
+        "to",
+        "was",
+        "will",
+        "with",
+    ]
+)
+_WORD = re.compile(r"\w+")
+_MAX_TERM = 40  # longer runs (hashes, base64) are not words anyone types
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
+
+
+class Analyzer:
+    """Text → terms: Unicode words, lowercased and accent-folded, stop words dropped, stemmed.
+
+    Runs of CJK characters, which have no spaces between words, become character bigrams.
+    """
+
+    def __init__(self) -> None:
+        import snowballstemmer
+
+        self._stemmer = snowballstemmer.stemmer("english")
+        self._cache: dict[str, str] = {}
+
+    def _stem(self, word: str) -> str:
+        stem = self._cache.get(word)
+        if stem is None:
+            if len(self._cache) > 500_000:
+                self._cache.clear()
+            stem = self._stemmer.stemWord(word) if word.isascii() else word
+            self._cache[word] = stem
+        return stem
+
+    def terms(self, text: str) -> list[str]:
+        """The terms of ``text``, in order."""
+        out = []
+        for word in _WORD.findall(fold(text)):
+            if word in STOPWORDS or len(word) > _MAX_TERM:
+                continue
+            if _CJK.search(word):
+                out.extend(_bigrams(word))
+            else:
+                out.append(self._stem(word))
+        return out
+
+
+def fold(text: str) -> str:
+    """Lowercase and strip accents (café → cafe), so either spelling matches."""
+    lowered = text.lower()
+    if lowered.isascii():
+        return lowered
+    decomposed = unicodedata.normalize("NFKD", lowered)
+    return "".join(c for c in decomposed if not unicodedata.combining(c))
+
+
+def _bigrams(word: str) -> list[str]:
+    if len(word) == 1:
+        return [word]
+    return [word[i : i + 2] for i in range(len(word) - 1)]
+
+
+@dataclass
+class KeywordPart:
+    """One part's postings: for term ``vocab[j]``, rows ``rows[starts[j]:starts[j+1]]`` with
+    frequencies ``freqs[...]``; ``lengths[r]`` is row r's number of terms."""
+
+    vocab: np.ndarray  # sorted str array
+    starts: np.ndarray  # int64, len(vocab) + 1
+    rows: np.ndarray  # int32
+    freqs: np.ndarray  # float32
+    lengths: np.ndarray  # float32, one per row
+
+    @property
+    def num_rows(self) -> int:
+        """How many chunk rows the part has."""
+        return len(self.lengths)
+
+    def term_id(self, term: str) -> int | None:
+        """The term's position in the (sorted) vocabulary, or None."""
+        position = int(np.searchsorted(self.vocab, term))
+        if position < len(self.vocab) and self.vocab[position] == term:
+            return position
+        return None
+
+    def postings(self, term: str) -> tuple[np.ndarray, np.ndarray]:
+        """Rows holding ``term`` and how often."""
+        j = self.term_id(term)
+        if j is None:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        start, end = int(self.starts[j]), int(self.starts[j + 1])
+        return self.rows[start:end], self.freqs[start:end]
+
+    def kept_rows(self, keep: np.ndarray) -> TermBatch:
+        """The postings of the rows where ``keep`` is true, renumbered in order (to copy kept rows)."""
+        position = np.cumsum(keep) - 1
+        term_of = np.repeat(np.arange(len(self.vocab), dtype=np.int64), np.diff(self.starts))
+        chosen = keep[self.rows]
+        return TermBatch(
+            vocab=[str(t) for t in self.vocab],
+            rows=position[self.rows[chosen]].astype(np.int64),
+            terms=term_of[chosen],
+            freqs=self.freqs[chosen],
+            lengths=self.lengths[keep],
+        )
+
+    @classmethod
+    def from_batches(cls, batches: Sequence[TermBatch]) -> KeywordPart:
+        """One part's postings from the term batches of its rows, in row order."""
+        index: dict[str, int] = {}
+        rows, terms, freqs, lengths = [], [], [], []
+        offset = 0
+        for batch in batches:
+            remap = np.array([index.setdefault(t, len(index)) for t in batch.vocab], dtype=np.int64)
+            rows.append(batch.rows + offset)
+            terms.append(remap[batch.terms] if len(batch.terms) else batch.terms)
+            freqs.append(batch.freqs)
+            lengths.append(batch.lengths)
+            offset += len(batch.lengths)
+        vocab = sorted(index)
+        rank = np.zeros(len(index), dtype=np.int64)
+        rank[[index[t] for t in vocab]] = np.arange(len(vocab))
+        all_rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
+        all_terms = rank[np.concatenate(terms)] if terms else np.zeros(0, dtype=np.int64)
+        order = np.lexsort((all_rows, all_terms))
+        counts = np.bincount(all_terms, minlength=len(vocab)) if len(all_terms) else np.zeros(len(vocab))
+        starts = np.zeros(len(vocab) + 1, dtype=np.int64)
+        starts[1:] = np.cumsum(counts)
+        return cls(
+            vocab=np.array(vocab, dtype=str) if vocab else np.zeros(0, dtype="<U1"),
+            starts=starts,
+            rows=all_rows[order].astype(np.int32),
+            freqs=(np.concatenate(freqs) if freqs else np.zeros(0))[order].astype(np.float32),
+            lengths=(np.concatenate(lengths) if lengths else np.zeros(0)).astype(np.float32),
+        )
+
+    def save(self, path: Path) -> None:
+        """Write the arrays as ``.npz`` (no pickles: it loads with ``allow_pickle=False``)."""
+        with open(path, "wb") as handle:
+            np.savez(
+                handle,
+                vocab=self.vocab,
+                starts=self.starts,
+                rows=self.rows,
+                freqs=self.freqs,
+                lengths=self.lengths,
+            )
+
+    @classmethod
+    def load(cls, path: Path) -> KeywordPart:
+        """Read a part's keyword file (raises OSError or ValueError if it is not one)."""
+        with np.load(path, allow_pickle=False) as data:
+            arrays: dict[str, Any] = {
+                name: data[name] for name in ("vocab", "starts", "rows", "freqs", "lengths")
+            }
+        part = cls(**arrays)
+        if len(part.starts) != len(part.vocab) + 1 or len(part.rows) != len(part.freqs):
+            raise ValueError("inconsistent keyword arrays")
+        if len(part.rows) and (int(part.rows.max()) >= part.num_rows or int(part.rows.min()) < 0):
+            raise ValueError("keyword rows out of range")
+        return part
+
+
+@dataclass
+class TermBatch:
+    """The term counts of a run of rows: row ``rows[i]`` holds ``vocab[terms[i]]`` ``freqs[i]`` times."""
+
+    vocab: list[str]
+    rows: np.ndarray  # int64, relative to the batch's first row
+    terms: np.ndarray  # int64 into vocab
+    freqs: np.ndarray
+    lengths: np.ndarray  # one per row of the batch
+
+    @classmethod
+    def from_texts(cls, analyzer: Analyzer, texts: Iterable[str]) -> TermBatch:
+        """Analyze each text (one row each)."""
+        index: dict[str, int] = {}
+        rows, terms, freqs, lengths = [], [], [], []
+        for row, text in enumerate(texts):
+            counts = Counter(analyzer.terms(text))
+            for term, freq in counts.items():
+                rows.append(row)
+                terms.append(index.setdefault(term, len(index)))
+                freqs.append(freq)
+            lengths.append(sum(counts.values()))
+        return cls(
+            list(index),
+            np.array(rows, dtype=np.int64),
+            np.array(terms, dtype=np.int64),
+            np.array(freqs, dtype=np.float32),
+            np.array(lengths, dtype=np.float32),
+        )
+
+    def slice(self, start: int, stop: int) -> TermBatch:
+        """Rows ``start`` to ``stop`` (exclusive), renumbered from 0."""
+        chosen = (self.rows >= start) & (self.rows < stop)
+        return TermBatch(
+            self.vocab,
+            self.rows[chosen] - start,
+            self.terms[chosen],
+            self.freqs[chosen],
+            self.lengths[start:stop],
+        )
+
+
+def keyword_text(section: str | None, text: str) -> str:
+    """What the keyword index reads of a chunk: the same text the model read."""
+    return f"{section}\n\n{text}" if section else text
