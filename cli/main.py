@@ -315,16 +315,47 @@ def search(
     explain: Annotated[
         bool, typer.Option("--explain", help="Show each hit's cosine, BM25 score and rank in each ranking.")
     ] = False,
+    per_doc: Annotated[
+        int, typer.Option("--per-doc", help="Chunks shown per document; -k counts documents.")
+    ] = 1,
+    chunks: Annotated[
+        bool, typer.Option("--chunks", help="Raw chunk hits instead of grouping by document.")
+    ] = False,
+    path: Annotated[
+        Optional[list[str]],
+        typer.Option("--path", help="Only documents matching this gitignore-style pattern (repeatable)."),
+    ] = None,
+    ext: Annotated[
+        Optional[list[str]],
+        typer.Option("--ext", help="Only documents with this extension, e.g. md (repeatable)."),
+    ] = None,
+    modified_after: Annotated[
+        Optional[str],
+        typer.Option("--modified-after", help="Only documents modified since, e.g. 2024-05-01."),
+    ] = None,
+    modified_before: Annotated[
+        Optional[str], typer.Option("--modified-before", help="Only documents modified before this date.")
+    ] = None,
+    min_score: Annotated[
+        Optional[float],
+        typer.Option("--min-score", help="Drop hits below this cosine (BM25 score in keyword mode)."),
+    ] = None,
     model: ModelOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Search an index by meaning and keywords and print the best chunks, best first."""
+    """Search an index by meaning and keywords and print the best matches, best first.
+
+    Exits 1 when a QUERY finds nothing (like grep), 0 otherwise.
+    """
     if (query is None) == (queries is None):
         _fail("give either a QUERY or --queries FILE (see semindex search --help)", 2)
     if k < 1:
         _fail(f"-k must be at least 1 (got {k})", 2)
     if mode is not None and mode not in ("hybrid", "dense", "keyword"):
         _fail(f"--mode must be hybrid, dense or keyword (got {mode!r})", 2)
+    if per_doc < 1:
+        _fail(f"--per-doc must be at least 1 (got {per_doc})", 2)
+    found_any = True
     with _errors():
         from cli.output import format_results, to_json
         from search import Index
@@ -337,13 +368,27 @@ def search(
         batch = 64
         for start in range(0, len(texts), batch):
             group = texts[start : start + batch]
-            for text, results in zip(group, opened.search_many(group, k=k, mode=mode), strict=True):
+            answers = opened.search_many(
+                group,
+                k=k,
+                mode=mode,
+                per_doc=None if chunks else per_doc,
+                path=path,
+                ext=ext,
+                modified_after=modified_after,
+                modified_before=modified_before,
+                min_score=min_score,
+            )
+            for text, results in zip(group, answers, strict=True):
+                found_any = found_any and bool(results)
                 if as_json:
                     typer.echo(to_json({"query": text, "results": [r.to_dict() for r in results]}))
                 else:
                     if queries is not None:
                         typer.echo(f"== {text}")
-                    typer.echo(format_results(results, explain=explain))
+                    typer.echo(format_results(results, explain=explain, color=sys.stdout.isatty()))
+    if query is not None and not found_any:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -47,19 +47,45 @@ def explanation(hit: Any) -> str:
     return f"{hit.mode}: " + ", ".join(parts)
 
 
-def format_results(results: Sequence[Any], explain: bool = False) -> str:
-    """Plain rendering: rank, score, location and a short snippet for each hit."""
+BOLD, RESET = "\033[1m", "\033[0m"
+
+
+def marked(text: str, spans: Sequence[Sequence[int]], color: bool) -> str:
+    """A snippet on one line, with the query's terms in bold on a terminal."""
+    if not color or not spans:
+        return printable(" ".join(text.split()))
+    pieces, position = [], 0
+    for start, end in spans:
+        pieces += [printable(text[position:start]), BOLD, printable(text[start:end]), RESET]
+        position = end
+    pieces.append(printable(text[position:]))
+    return " ".join("".join(pieces).split())
+
+
+def format_results(results: Sequence[Any], explain: bool = False, color: bool = False) -> str:
+    """Plain rendering: rank, score, ``path:line`` and the best-matching snippet for each hit."""
     if not results:
         return "no results"
     lines = []
     for hit in results:
-        where = location(hit.path, hit.start_line, hit.end_line, hit.page)
+        if hit.page is not None:
+            where = location(hit.path, hit.start_line, hit.end_line, hit.page)
+        else:
+            where = f"{printable(hit.path)}:{hit.line or hit.start_line}"
         if getattr(hit, "record", None) is not None:
             where += f" (record {printable(hit.record)})"
         lines.append(f"{hit.rank:>3}. {hit.score:.4f}  {where}")
         if explain:
             lines.append(f"     [{explanation(hit)}]")
-        lines.append(f"     {snippet(hit.text)}")
+        lines.append(
+            f"     {marked(hit.snippet, hit.highlights, color) if hit.snippet else snippet(hit.text)}"
+        )
+        if hit.duplicates:
+            places = [
+                location(d["path"], d["start_line"], d["end_line"], d.get("page")) for d in hit.duplicates
+            ]
+            more = f" and {len(places) - 3} more" if len(places) > 3 else ""
+            lines.append(f"     also in: {', '.join(places[:3])}{more}")
     return "\n".join(lines)
 
 

@@ -511,6 +511,15 @@ class ChunkTable:
             self._cache.move_to_end(number)
         return table
 
+    def column(self, name: str) -> pa.ChunkedArray:
+        """One whole column, read through the open file."""
+        try:
+            return self._file.read(columns=[name]).column(name)
+        except (OSError, KeyError, pa.ArrowException) as exc:
+            raise IndexCorruptError(
+                f"cannot read column {name} of {self.path} ({exc}); " + REBUILD_HINT
+            ) from exc
+
     def rows(self, row_ids: Iterable[int]) -> list[dict[str, Any]]:
         """The rows with the given numbers, in the order given."""
         out = []

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from indexer.config import INDEX_DIRNAME
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
+from indexer.keywords import Analyzer
 from indexer.manifest import IndexManifest
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
+from search.filters import Filters, PartColumns, mask, parse_moment
 from search.keyword import KeywordSearcher
-from search.rank import reciprocal_rank_fusion
+from search.rank import Selected, reciprocal_rank_fusion, select
 from search.results import SearchResult, result_from_row
 from search.shards import OpenPart, cosine, dense_hits, fetch_rows, open_parts
+from search.snippets import make_snippet
 
 MAX_QUERY_CHARS = 10_000
 MODES = ("hybrid", "dense", "keyword")
@@ -92,6 +97,7 @@ class Index:
         self._embedder = embedder
         self._model = model
         self._keyword: KeywordSearcher | None = None
+        self._column_cache: dict[int, PartColumns] = {}
 
     @property
     def version(self) -> int:
@@ -165,43 +171,96 @@ class Index:
             )
         return mode
 
-    def search(self, query: str, k: int = 10, mode: str | None = None) -> list[SearchResult]:
-        """The ``k`` chunks that best match ``query``, best first.
+    def search(
+        self,
+        query: str,
+        k: int = 10,
+        mode: str | None = None,
+        *,
+        per_doc: int | None = 1,
+        path: str | Sequence[str] | None = None,
+        ext: str | Sequence[str] | None = None,
+        modified_after: datetime | str | None = None,
+        modified_before: datetime | str | None = None,
+        where: dict[str, Any] | None = None,
+        min_score: float | None = None,
+    ) -> list[SearchResult]:
+        """The best matches for ``query``, best first.
 
         Args:
             query: What to search for, in your own words.
-            k: How many results.
+            k: How many results: documents when grouped (``per_doc``), chunks otherwise.
             mode: ``hybrid`` (the default: meaning and keywords fused), ``dense`` (cosine
                 similarity of embeddings only) or ``keyword`` (BM25 only).
+            per_doc: Chunks shown per document (1: the best chunk of each of ``k`` documents);
+                None returns raw chunk hits. Identical chunks appear once either way, with the
+                other places they occur in ``duplicates``.
+            path: Only documents whose path matches these gitignore-style patterns.
+            ext: Only documents with these extensions (``md``, ``.py``).
+            modified_after: Only documents modified at or after this moment (or ISO date).
+            modified_before: Only documents modified before this moment (or ISO date).
+            where: Column → value, list of values, or predicate, on any chunk column
+                (docs/format.md), e.g. ``{"record": "d17"}`` or ``{"page": lambda p: p and p < 5}``.
+            min_score: Drop hits below this: the cosine in dense and hybrid mode, BM25 in keyword mode.
+
+        Filters apply before ranking, so ``k`` results come back whenever ``k`` match.
         """
-        return self.search_many([query], k=k, mode=mode)[0]
+        return self.search_many(
+            [query],
+            k,
+            mode,
+            per_doc=per_doc,
+            path=path,
+            ext=ext,
+            modified_after=modified_after,
+            modified_before=modified_before,
+            where=where,
+            min_score=min_score,
+        )[0]
 
     def search_many(
-        self, queries: Sequence[str], k: int = 10, mode: str | None = None
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        mode: str | None = None,
+        *,
+        per_doc: int | None = 1,
+        path: str | Sequence[str] | None = None,
+        ext: str | Sequence[str] | None = None,
+        modified_after: datetime | str | None = None,
+        modified_before: datetime | str | None = None,
+        where: dict[str, Any] | None = None,
+        min_score: float | None = None,
     ) -> list[list[SearchResult]]:
         """``search`` for several queries at once (their embeddings are computed in one batch)."""
         if isinstance(queries, str):
             raise QueryError("search_many takes a list of queries; use search() for one")
         _check_k(k)
+        if per_doc is not None and (isinstance(per_doc, bool) or not isinstance(per_doc, int) or per_doc < 1):
+            raise QueryError(f"per_doc must be a whole number of at least 1, or None (got {per_doc!r})")
         mode = self._mode(mode)
         for number, query in enumerate(queries, start=1):
             check_query(query, number if len(queries) > 1 else None)
+        filters = _filters(path, ext, modified_after, modified_before, where)
         if not queries or len(self) == 0:
             return [[] for _ in queries]
-        if mode == "keyword":
-            return [self._keyword_results(query, k) for query in queries]
-        vectors = self._normalised(self.embedder.embed_queries(list(queries)))
-        if mode == "dense":
-            return self._dense_results(vectors, k)
-        return [self._hybrid_results(q, v, k) for q, v in zip(queries, vectors, strict=True)]
+        masks = self._masks(filters)
+        if masks is not None and not any(m is None or m.any() for m in masks):
+            return [[] for _ in queries]  # nothing passes the filters
+        vectors = None if mode == "keyword" else self._normalised(self.embedder.embed_queries(list(queries)))
+        out = []
+        for number, query in enumerate(queries):
+            vector = vectors[number] if vectors is not None else None
+            out.append(self._search_one(query, vector, int(k), mode, per_doc, masks, min_score))
+        return out
 
     def search_vectors(self, vectors: np.ndarray, k: int = 10) -> list[list[SearchResult]]:
-        """Dense search with query vectors already made (rows are normalised here)."""
+        """Dense search with query vectors already made (rows are normalised here): raw chunk hits."""
         _check_k(k)
         vectors = self._normalised(vectors)
         if len(self) == 0:
             return [[] for _ in range(len(vectors))]
-        return self._dense_results(vectors, k)
+        return [self._search_one(None, vector, int(k), "dense", None, None, None) for vector in vectors]
 
     def _normalised(self, vectors: np.ndarray) -> np.ndarray:
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -223,38 +282,40 @@ class Index:
             self._keyword = KeywordSearcher([p for p in parts if p is not None], terms)
         return self._keyword
 
-    def _results(self, found: list[tuple[tuple[int, int], dict[str, Any]]]) -> list[SearchResult]:
-        rows = fetch_rows(self._parts, [key for key, _ in found])
-        return [result_from_row(rank, rows[key], **facts) for rank, (key, facts) in enumerate(found, start=1)]
+    def _columns(self, part: int) -> PartColumns:
+        if part not in self._column_cache:
+            self._column_cache[part] = PartColumns(self._parts[part].rows)
+        return self._column_cache[part]
 
-    def _dense_results(self, vectors: np.ndarray, k: int) -> list[list[SearchResult]]:
-        out = []
-        for hits in dense_hits(self._parts, vectors, min(int(k), len(self))):
-            # Inner product of unit vectors is cosine; rounding can step just past 1.
-            found = []
-            for rank, (score, part, row) in enumerate(hits, start=1):
-                cosine_score = _clip(score)
-                facts = {"score": cosine_score, "mode": "dense", "cosine": cosine_score, "dense_rank": rank}
-                found.append(((part, row), facts))
-            out.append(self._results(found))
-        return out
+    def _masks(self, filters: Filters) -> list[np.ndarray | None] | None:
+        if not filters:
+            return None
+        return [mask(self._columns(number), filters) for number in range(len(self._parts))]
 
-    def _keyword_results(self, query: str, k: int) -> list[SearchResult]:
-        hits = self.keyword.scores(query).top(min(int(k), len(self)))
-        found = [
-            ((part, row), {"score": score, "mode": "keyword", "keyword_score": score, "keyword_rank": rank})
-            for rank, (score, part, row) in enumerate(hits, start=1)
-        ]
-        return self._results(found)
-
-    def _hybrid_results(self, query: str, vector: np.ndarray, k: int) -> list[SearchResult]:
-        depth = max(int(k), HYBRID_DEPTH)
-        (dense,) = dense_hits(self._parts, vector[None, :], min(depth, len(self)))
+    def _ranked(
+        self, query: str | None, vector: np.ndarray | None, depth: int, mode: str, masks: Masks
+    ) -> list[tuple[Key, dict[str, Any]]]:
+        """Candidates best first, each with its score and what each ranking said of it."""
+        depth = min(depth, len(self))
+        if mode == "dense":
+            assert vector is not None
+            (hits,) = dense_hits(self._parts, vector[None, :], depth, masks)
+            return [
+                ((p, r), {"score": _clip(s), "mode": "dense", "cosine": _clip(s), "dense_rank": rank})
+                for rank, (s, p, r) in enumerate(hits, start=1)
+            ]
+        assert query is not None
         scores = self.keyword.scores(query)
-        fused = reciprocal_rank_fusion(dense, scores.top(depth))[: int(k)]
+        if mode == "keyword":
+            return [
+                ((p, r), {"score": s, "mode": "keyword", "keyword_score": s, "keyword_rank": rank})
+                for rank, (s, p, r) in enumerate(scores.top(depth, masks), start=1)
+            ]
+        assert vector is not None
+        (dense,) = dense_hits(self._parts, vector[None, :], depth, masks)
         cosines = {(p, r): s for s, p, r in dense}
-        found = []
-        for hit in fused:
+        out = []
+        for hit in reciprocal_rank_fusion(dense, scores.top(depth, masks)):
             key = (hit.part, hit.row)
             similarity = cosines.get(key)
             if similarity is None:
@@ -267,8 +328,59 @@ class Index:
                 "dense_rank": hit.dense_rank,
                 "keyword_rank": hit.keyword_rank,
             }
-            found.append((key, facts))
-        return self._results(found)
+            out.append((key, facts))
+        return out
+
+    def _search_one(
+        self,
+        query: str | None,
+        vector: np.ndarray | None,
+        k: int,
+        mode: str,
+        per_doc: int | None,
+        masks: Masks,
+        min_score: float | None,
+    ) -> list[SearchResult]:
+        wanted = k * (per_doc or 1)
+        depth = max(HYBRID_DEPTH if mode == "hybrid" else 0, 4 * wanted if per_doc else k)
+        while True:
+            ranked = self._ranked(query, vector, depth, mode, masks)
+            if min_score is not None:
+                field = "keyword_score" if mode == "keyword" else "cosine"
+                ranked = [c for c in ranked if c[1][field] is not None and c[1][field] >= min_score]
+            groups = select(ranked, k, per_doc, self._identity)
+            if len(groups) >= k or depth >= len(self) or (len(ranked) < depth and min_score is None):
+                break
+            depth *= 4  # grouping or duplicates used up the candidates: read deeper
+        return self._results(query, groups)
+
+    def _identity(self, key: Key) -> tuple[str, str]:
+        """A candidate's document path and content hash (for grouping and duplicates)."""
+        columns = self._columns(key[0])
+        return columns.column("path")[key[1]].as_py(), columns.column("content_hash")[key[1]].as_py()
+
+    def _results(self, query: str | None, groups: list[Selected]) -> list[SearchResult]:
+        keys = [s.key for s in groups] + [d for s in groups for d in s.duplicates]
+        rows = fetch_rows(self._parts, keys)
+        terms: set[str] = set()
+        weight = None
+        if query is not None and all(p.keywords is not None for p in self._parts):
+            terms = set(self.keyword.query_terms(query))
+            weight = self.keyword.idf
+        analyzer = self.keyword.analyzer if terms else None
+        out = []
+        for rank, chosen in enumerate(groups, start=1):
+            row = rows[chosen.key]
+            extra: dict[str, Any] = dict(chosen.facts)
+            extra["duplicates"] = [_place(rows[d]) for d in chosen.duplicates]
+            if analyzer is not None and weight is not None:
+                piece = make_snippet(row["text"], terms, analyzer, weight)
+            else:
+                piece = make_snippet(row["text"], set(), _plain_analyzer())
+            extra["snippet"], extra["highlights"] = piece.text, [list(span) for span in piece.highlights]
+            extra["line"] = int(row["start_line"]) + row["text"].count("\n", 0, piece.start)
+            out.append(result_from_row(rank, row, **extra))
+        return out
 
     def info(self) -> IndexInfo:
         """Facts about the index: model, size, counts, creation time."""
@@ -317,6 +429,52 @@ def _manifest_stamp(directory: Path) -> tuple[int, int] | None:
     except OSError:
         return None
     return (facts.st_ino, facts.st_mtime_ns)
+
+
+Key = tuple[int, int]  # (part number, row)
+Masks = Optional[list[Optional[np.ndarray]]]
+
+
+def _filters(
+    path: str | Sequence[str] | None,
+    ext: str | Sequence[str] | None,
+    after: datetime | str | None,
+    before: datetime | str | None,
+    where: dict[str, Any] | None,
+) -> Filters:
+    def many(value: str | Sequence[str] | None) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        return (value,) if isinstance(value, str) else tuple(value)
+
+    def moment(value: datetime | str | None, option: str) -> datetime | None:
+        if value is None or isinstance(value, datetime):
+            return value if value is None or value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return parse_moment(value, option)
+
+    if where is not None and not isinstance(where, dict):
+        raise QueryError(f"where must be a dict of column to value (got {type(where).__name__})")
+    return Filters(
+        many(path),
+        many(ext),
+        moment(after, "modified_after"),
+        moment(before, "modified_before"),
+        dict(where or {}),
+    )
+
+
+def _place(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": row["path"],
+        "start_line": row["start_line"],
+        "end_line": row["end_line"],
+        "page": row.get("page"),
+    }
+
+
+@functools.lru_cache(maxsize=1)
+def _plain_analyzer() -> Analyzer:
+    return Analyzer()
 
 
 def _clip(score: float) -> float:

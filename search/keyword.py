@@ -57,6 +57,11 @@ class KeywordSearcher:
         """The query's distinct terms, in order."""
         return list(dict.fromkeys(self.analyzer.terms(query)))
 
+    def idf(self, term: str) -> float:
+        """How rare ``term`` is across the index (BM25's inverse document frequency)."""
+        frequency = sum(len(p.postings(term)[0]) for p in self.parts)
+        return math.log(1.0 + (self.rows - frequency + 0.5) / (frequency + 0.5))
+
     def scores(self, query: str) -> KeywordScores:
         """BM25 of ``query`` against every row."""
         per_part = [np.zeros(p.num_rows, dtype=np.float32) for p in self.parts]

@@ -7,8 +7,9 @@ did as well as weighted score sums (see bench/scifact.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 Hit = tuple[float, int, int]  # (score, part number, row)
 
@@ -45,3 +46,58 @@ def reciprocal_rank_fusion(
         fused.append(Fused(score, key[0], key[1], d, w))
     fused.sort(key=lambda f: (-f.score, f.dense_rank or 1 << 30, f.part, f.row))
     return fused
+
+
+@dataclass
+class Selected:
+    """A hit that made the final list, and the identical chunks (other places) folded into it."""
+
+    key: tuple[int, int]
+    facts: dict[str, Any]
+    duplicates: list[tuple[int, int]] = field(default_factory=list)
+
+
+def select(
+    ranked: Sequence[tuple[tuple[int, int], dict[str, Any]]],
+    k: int,
+    per_doc: int | None,
+    identity: Callable[[tuple[int, int]], tuple[str, str]],
+) -> list[Selected]:
+    """The final hits from best-first candidates: identical chunks once, grouped by document.
+
+    ``identity`` gives a candidate's (document path, content hash). A chunk whose content hash
+    was already taken is folded into the first one as a duplicate (and one whose twin was passed
+    over, its document being full, is passed over too). With ``per_doc`` N, each
+    document keeps its N best chunks, documents come in the order of their best chunk, and
+    ``k`` documents are returned; with None, the first ``k`` chunks.
+    """
+    taken: dict[str, Selected | None] = {}  # None: seen in a document already full, not shown
+    documents: dict[str, list[Selected]] = {}
+    plain: list[Selected] = []
+    for key, facts in ranked:
+        path, digest = identity(key)
+        if digest in taken:
+            holder = taken[digest]
+            if holder is not None:
+                holder.duplicates.append(key)
+            continue
+        if per_doc is None:
+            if len(plain) < k:
+                chosen = Selected(key, facts)
+                taken[digest] = chosen
+                plain.append(chosen)
+            continue
+        group = documents.get(path)
+        if group is None:
+            if len(documents) >= k:
+                continue
+            group = documents[path] = []
+        if len(group) < per_doc:
+            chosen = Selected(key, facts)
+            taken[digest] = chosen
+            group.append(chosen)
+        else:
+            taken[digest] = None  # so a copy of this chunk elsewhere does not show in its place
+    if per_doc is None:
+        return plain
+    return [chosen for group in documents.values() for chosen in group]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 JSON_FIELDS = (
@@ -20,6 +20,10 @@ JSON_FIELDS = (
     "keyword_score",
     "dense_rank",
     "keyword_rank",
+    "line",
+    "snippet",
+    "highlights",
+    "duplicates",
 )
 
 
@@ -45,6 +49,10 @@ class SearchResult:
         keyword_score: The chunk's BM25 score for the query (None in dense mode).
         dense_rank: Its rank by cosine alone, if within the ranking read (None otherwise).
         keyword_rank: Its rank by BM25 alone, if within the ranking read (None otherwise).
+        line: The line where ``snippet`` starts (for ``path:line`` links).
+        snippet: The sentences of the chunk that best match the query.
+        highlights: (start, end) offsets in ``snippet`` of the words matching query terms.
+        duplicates: Other places holding exactly the same text (path, start_line, end_line, page).
     """
 
     rank: int
@@ -63,6 +71,10 @@ class SearchResult:
     keyword_score: float | None = None
     dense_rank: int | None = None
     keyword_rank: int | None = None
+    line: int = 0
+    snippet: str = ""
+    highlights: list[list[int]] = field(default_factory=list)
+    duplicates: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields that ``--json`` and the HTTP API show."""

@@ -59,16 +59,31 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
 Hit = tuple[float, int, int]  # (score, part number, row)
 
 
-def dense_hits(parts: Sequence[OpenPart], vectors: np.ndarray, k: int) -> list[list[Hit]]:
+def dense_hits(
+    parts: Sequence[OpenPart], vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None] | None = None
+) -> list[list[Hit]]:
     """The ``k`` best (cosine, part number, row) per query over all parts, best first.
 
-    Ties are broken by part order, then row number, so answers are the same on every run.
+    ``masks`` (one per part, None for all rows) restrict each part to the rows they allow;
+    FAISS then searches those ids only. Ties are broken by part order, then row number, so
+    answers are the same on every run.
     """
+    import faiss
+
     candidates: list[list[Hit]] = [[] for _ in range(len(vectors))]
     for number, part in enumerate(parts):
-        if part.vectors.ntotal == 0:
+        allowed = masks[number] if masks is not None else None
+        count = int(part.vectors.ntotal) if allowed is None else int(allowed.sum())
+        if count == 0:
             continue
-        scores, ids = part.vectors.search(vectors, min(k, int(part.vectors.ntotal)))
+        if allowed is None:
+            scores, ids = part.vectors.search(vectors, min(k, count))
+        else:
+            bits = np.packbits(allowed, bitorder="little")
+            chooser = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+            params = faiss.SearchParameters()
+            params.sel = chooser
+            scores, ids = part.vectors.search(vectors, min(k, count), params=params)
         for query, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
             candidates[query].extend(
                 (float(s), number, int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0

@@ -63,7 +63,7 @@ def test_own_text_scores_as_itself(sample_index: Path, embedder: SentenceTransfo
 
 def test_scores_are_cosines_within_bounds(sample_index: Path, embedder: SentenceTransformerEmbedder) -> None:
     index = Index.open(sample_index, embedder=embedder)
-    hits = index.search("volcano", k=len(index), mode="dense")
+    hits = index.search("volcano", k=len(index), mode="dense", per_doc=None)
     assert len(hits) == len(index)
     assert all(-1.0 <= h.score <= 1.0 for h in hits)
     query = embedder.embed_queries(["volcano"])[0]
