@@ -74,27 +74,34 @@ class Analyzer:
         import snowballstemmer
 
         self._stemmer = snowballstemmer.stemmer("english")
-        self._cache: dict[str, str] = {}
+        self._cache: dict[str, tuple[str, ...]] = {}
 
-    def _stem(self, word: str) -> str:
-        stem = self._cache.get(word)
-        if stem is None:
+    def word_terms(self, word: str) -> tuple[str, ...]:
+        """The terms of one lowercased word (usually one; none for a stop word), cached."""
+        found = self._cache.get(word)
+        if found is None:
             if len(self._cache) > 500_000:
                 self._cache.clear()
-            stem = self._stemmer.stemWord(word) if word.isascii() else word
-            self._cache[word] = stem
-        return stem
+            found = tuple(self._analyze(word))
+            self._cache[word] = found
+        return found
+
+    def _analyze(self, word: str) -> list[str]:
+        out = []
+        for piece in _WORD.findall(fold(word)):  # folding can split a word ("ﬁ" → "fi")
+            if piece in STOPWORDS or len(piece) > _MAX_TERM:
+                continue
+            if _CJK.search(piece):
+                out.extend(_bigrams(piece))
+            else:
+                out.append(self._stemmer.stemWord(piece) if piece.isascii() else piece)
+        return out
 
     def terms(self, text: str) -> list[str]:
         """The terms of ``text``, in order."""
-        out = []
-        for word in _WORD.findall(fold(text)):
-            if word in STOPWORDS or len(word) > _MAX_TERM:
-                continue
-            if _CJK.search(word):
-                out.extend(_bigrams(word))
-            else:
-                out.append(self._stem(word))
+        out: list[str] = []
+        for word in _WORD.findall(text.lower()):
+            out.extend(self.word_terms(word))
         return out
 
 

@@ -55,9 +55,10 @@ def make_snippet(
 ) -> Snippet:
     """The best-matching run of sentences of ``text``, at most about ``limit`` characters."""
     spans = sentences(text) or [(0, len(text))]
+    prefixes = _prefixes(query_terms)
     scored = []
     for number, (start, end) in enumerate(spans):
-        found = set(analyzer.terms(text[start:end])) & query_terms
+        found = _terms_in(text[start:end], query_terms, analyzer, prefixes)
         scored.append((sum(weight(t) for t in found), -number))
     best = max(range(len(spans)), key=lambda i: scored[i]) if any(s for s, _ in scored) else 0
     start, end = spans[best]
@@ -72,13 +73,34 @@ def make_snippet(
     return Snippet(piece, start, highlight_spans(piece, query_terms, analyzer))
 
 
+def _prefixes(query_terms: set[str]) -> tuple[str, ...]:
+    """Leading letters every word holding a term starts with (stems keep all but their last)."""
+    return tuple({t[: max(1, min(4, len(t) - 1))] for t in query_terms})
+
+
+def _could_match(word: str, prefixes: tuple[str, ...]) -> bool:
+    # Stemming is the slow part: only words that could stem to a query term are stemmed.
+    return word.startswith(prefixes) or not word.isascii()
+
+
+def _terms_in(text: str, query_terms: set[str], analyzer: Analyzer, prefixes: tuple[str, ...]) -> set[str]:
+    found: set[str] = set()
+    if not query_terms:
+        return found
+    for word in _WORD.findall(text.lower()):
+        if _could_match(word, prefixes):
+            found.update(t for t in analyzer.word_terms(word) if t in query_terms)
+    return found
+
+
 def highlight_spans(text: str, query_terms: set[str], analyzer: Analyzer) -> tuple[tuple[int, int], ...]:
     """Offsets of the words of ``text`` whose terms are among ``query_terms``."""
     if not query_terms:
         return ()
+    prefixes = _prefixes(query_terms)
     spans = []
     for match in _WORD.finditer(text):
-        terms = analyzer.terms(match.group())
-        if terms and any(t in query_terms for t in terms):
+        word = match.group().lower()
+        if _could_match(word, prefixes) and any(t in query_terms for t in analyzer.word_terms(word)):
             spans.append((match.start(), match.end()))
     return tuple(spans)
