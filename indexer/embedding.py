@@ -6,8 +6,10 @@ torch implementation. torch and sentence-transformers are imported only when a m
 
 from __future__ import annotations
 
+import copy
 import functools
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -70,6 +72,30 @@ class ModelTokenizer:
         return [len(e.ids) for e in encodings]
 
 
+# Families trained with fixed prefixes, for copies whose config does not name them (as
+# sentence-transformers' ``prompts``); the prefixes are recorded in the manifest at build time.
+_FAMILY_PREFIXES = (
+    (
+        re.compile(r"e5-.*instruct", re.I),
+        ("Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery: ", ""),
+    ),
+    (re.compile(r"(^|[/_-])e5-", re.I), ("query: ", "passage: ")),
+    (
+        re.compile(r"bge-(small|base|large)-(en|zh)(-v1\.5)?$", re.I),
+        ("Represent this sentence for searching relevant passages: ", ""),
+    ),
+    (re.compile(r"nomic-embed-text", re.I), ("search_query: ", "search_document: ")),
+)
+
+
+def family_prefixes(name: str) -> tuple[str, str]:
+    """The query and document prefixes a known model family expects ("" and "" otherwise)."""
+    for pattern, prefixes in _FAMILY_PREFIXES:
+        if pattern.search(name.rstrip("/")):
+            return prefixes
+    return "", ""
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model (or a plain Hugging Face encoder with mean pooling)."""
 
@@ -89,8 +115,11 @@ class SentenceTransformerEmbedder:
         self.max_seq_length = int(model.max_seq_length)
         self.pooling = _pooling_mode(model)
         prompts = getattr(model, "prompts", None) or {}
-        self.query_prefix = str(prompts.get("query", "") or "")
-        self.document_prefix = str(prompts.get("document", "") or "")
+        query, document = prompts.get("query"), prompts.get("document") or prompts.get("passage")
+        if not query and not document:
+            query, document = family_prefixes(ref.name)
+        self.query_prefix = str(query or "")
+        self.document_prefix = str(document or "")
         backend = getattr(model.tokenizer, "backend_tokenizer", None)
         if backend is None:
             raise ModelError(f"the tokenizer of {ref.name} has no fast (Rust) version, which chunking needs")
@@ -100,6 +129,12 @@ class SentenceTransformerEmbedder:
         self.token_limit = self.max_seq_length - self.tokenizer.special_tokens - prefix_tokens
         if self.token_limit < 8:
             raise ModelError(f"model {ref.name} accepts too few tokens ({self.max_seq_length})")
+
+    def with_query_prefix(self, prefix: str) -> SentenceTransformerEmbedder:
+        """The same model (shared, not reloaded) with another query prefix."""
+        other = copy.copy(self)
+        other.query_prefix = prefix
+        return other
 
     def describe(self) -> dict[str, Any]:
         """The settings the manifest records so the index is always queried the same way."""

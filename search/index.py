@@ -146,6 +146,9 @@ class Index:
                     f"model {embedder.name} makes {embedder.dimension}-dimensional vectors, the index "
                     f"holds {self.manifest.dimension}; {REBUILD_HINT}"
                 )
+            prefix = self.manifest.model.get("query_prefix")
+            if isinstance(prefix, str) and prefix != embedder.query_prefix:
+                embedder = embedder.with_query_prefix(prefix)  # query the index the way it was built
             self._embedder = embedder
         return self._embedder
 

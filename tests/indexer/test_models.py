@@ -77,3 +77,31 @@ def test_local_model_loads_without_touching_the_network(monkeypatch: pytest.Monk
     embedder = SentenceTransformerEmbedder(resolve_model(None))
     assert embedder.embed_queries(["offline"]).shape == (1, 384)
     assert attempts == []
+
+
+def test_prefixed_families_are_queried_the_way_they_were_built(tiny_bert: Path, tmp_path: Path) -> None:
+    """Guards against querying an e5-style index without its "query: " prefix."""
+    import json
+    import shutil
+
+    from indexer.embedding import family_prefixes
+
+    assert family_prefixes("intfloat/e5-small-v2") == ("query: ", "passage: ")
+    assert family_prefixes("BAAI/bge-small-en-v1.5")[0].startswith("Represent this sentence")
+    assert family_prefixes("sentence-transformers/all-MiniLM-L6-v2") == ("", "")
+    model = tmp_path / "my-e5-small"
+    shutil.copytree(tiny_bert, model)
+    folder = write_files(tmp_path / "d", {"a.txt": "Bees dance.", "b.txt": "Tides rise."})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SemindexWarning)
+        build_index(folder, model=str(model))
+        recorded = json.loads((folder / ".semindex" / "manifest.json").read_text())["model"]
+        assert (recorded["query_prefix"], recorded["document_prefix"]) == ("query: ", "passage: ")
+        index = Index.open(folder)
+        direct = index.embedder.embed_queries(["bees"])
+        plain = index.embedder.embed_documents(["bees"])  # with "passage: ": a different vector
+        assert float(np.dot(direct[0], plain[0])) < 0.9999
+        manifest = json.loads((folder / ".semindex" / "manifest.json").read_text())
+        manifest["model"]["query_prefix"] = "custom: "
+        (folder / ".semindex" / "manifest.json").write_text(json.dumps(manifest))
+        assert Index.open(folder).embedder.query_prefix == "custom: ", "the manifest decides"
