@@ -264,6 +264,12 @@ def _print_build_summary(report: object) -> None:
             f"into {report.index_dir}",
             err=True,
         )
+    if report.emptied:
+        typer.echo(
+            f"Warning: the folder holds no indexable files now, so {report.index_dir} is empty "
+            "(searches find nothing until documents come back)",
+            err=True,
+        )
     if report.skipped:
         failed = sum(s.failed for s in report.skipped)
         label = f"Skipped {len(report.skipped)}" + (f" ({failed} failed to read)" if failed else "")
@@ -475,6 +481,8 @@ def watch(
         def on_error(exc: SemindexError) -> None:
             typer.echo(f"Error: {printable(str(exc))} (still watching)", err=True)
 
+        if not folder.expanduser().is_dir():
+            _fail(f"{folder} is not a folder; pass the folder that holds your documents")
         if not quiet and not as_json:
             typer.echo(f"Watching {folder} (Ctrl-C stops)", err=True)
         watch_folder(
@@ -564,5 +572,26 @@ def similarity(
 
 
 def run() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point: usage errors, too, are one line (and exit 2)."""
+    # The click that typer uses (its own copy in recent versions): found through its classes.
+    usage_error: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    click_error: type[Exception] = next(
+        c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+    )
+    try:
+        code = app(standalone_mode=False)
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # plain `semindex`: the help
+            typer.echo(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(0)
+        context = getattr(exc, "ctx", None)
+        command = context.command_path if context is not None else "semindex"
+        typer.echo(f"Error: {exc.format_message()} (see: {command} --help)", err=True)  # type: ignore[attr-defined]
+        sys.exit(2)
+    except click_error as exc:
+        typer.echo(f"Error: {exc.format_message()}", err=True)  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 1))
+    except typer.Abort:
+        typer.echo("Error: interrupted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

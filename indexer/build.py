@@ -23,7 +23,7 @@ from indexer.errors import (
 from indexer.extract import extract_documents
 from indexer.extract.records import RecordFields
 from indexer.filetable import FileEntry, mtime_us, write_file_table
-from indexer.manifest import IndexManifest, PartRef
+from indexer.manifest import MANIFEST_FILE, IndexManifest, PartRef
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
 from indexer.pipeline import BuildProgress, Pipeline, ProgressCallback
@@ -151,6 +151,7 @@ class FolderState:
     to_read: list[SourceFile] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     walk_skips: list[SkippedFile] = field(default_factory=list)
+    sources: dict[str, SourceFile] = field(default_factory=dict)  # every file found, by path
 
 
 def _survey(
@@ -158,12 +159,11 @@ def _survey(
 ) -> FolderState:
     """Compare the folder with ``known`` entries: cheap first (size and time), exact second (hash)."""
     state = FolderState()
-    seen = set()
     for found in walk_folder(root, exclude=(target,), path_filter=path_filter):
         if isinstance(found, SkippedFile):
             state.walk_skips.append(found)
             continue
-        seen.add(found.path)
+        state.sources[found.path] = found
         entry = known.get(found.path)
         if entry is not None and entry.same_stat(found.size, found.mtime):
             state.kept[found.path] = entry
@@ -178,7 +178,7 @@ def _survey(
                 state.touched += 1
                 continue
         state.to_read.append(found)
-    state.removed = sorted(old - seen)
+    state.removed = sorted(old - set(state.sources))
     return state
 
 
@@ -196,7 +196,19 @@ def _build_locked(
     current = _existing_settings(target)
     if current is not None:
         collect_garbage(target, current)  # what an interrupted write left behind
+    elif not rebuild and (target / MANIFEST_FILE).exists():
+        IndexManifest.load(target)  # a damaged or newer manifest: say so, never write over it
     existing = None if rebuild else current
+    if (
+        existing is not None
+        and existing.root
+        and Path(existing.root) != root
+        and target != default_index_dir(root)
+    ):
+        raise IndexExistsError(
+            f"{target} is the index of {existing.root}, not of {root}; add --rebuild to replace it, "
+            "or choose another --index"
+        )
     explicit_chunking = chunking is not None
     if existing is not None:
         if model is None and embedder is None:
@@ -215,7 +227,27 @@ def _build_locked(
     _notify(progress, "scanning", started)
     state = _survey(root, target, path_filter, old_files if same_extraction else {}, set(old_files))
 
-    report = BuildReport(index_dir=target)
+    old_parts = previous.manifest.part_refs if previous is not None else []
+    dropped = set(old_files) - set(state.kept)  # their rows go: removed, or read again
+    affected = {part for path in dropped for part in old_files[path].parts}
+    # Format 1 and parts without keyword postings are rewritten (their vectors are kept).
+    migrate = previous is not None and any(not part.has_keywords for part in old_parts)
+    nothing_to_do = not state.to_read and not affected and not state.touched and not migrate
+    if previous is not None and not nothing_to_do:
+        affected.update(part.id for part in old_parts if not part.has_keywords)
+        small = [p.id for p in old_parts if p.id not in affected and p.rows < config.part_rows // 4]
+        if len(small) > MAX_SMALL_PARTS:
+            affected.update(small)  # compaction: many small parts become a few full ones
+        # Rows about to be copied are checked in full first: damage is never carried into a
+        # new part under fresh checksums. The files of a damaged part are read again.
+        damaged = previous.damaged([p for p in old_parts if p.id in affected])
+        for path, entry in list(state.kept.items()):
+            if set(entry.parts) & damaged:
+                del state.kept[path]
+                state.to_read.append(state.sources[path])
+        dropped = set(old_files) - set(state.kept)
+
+    report = BuildReport(index_dir=target, updated=previous is not None)
     for skipped in state.walk_skips:
         _record_skip(report, skipped, config.strict)
     for entry in state.kept.values():
@@ -228,22 +260,11 @@ def _build_locked(
         for note in entry.notes:
             _record_skip(report, note, config.strict)
     report.files_removed = sum(old_files[p].status == "indexed" for p in state.removed)
-
-    old_parts = previous.manifest.part_refs if previous is not None else []
-    dropped = set(old_files) - set(state.kept)  # their rows go: removed, or read again
-    affected = {part for path in dropped for part in old_files[path].parts}
-    # Format 1 and parts without keyword postings are rewritten (their vectors are kept).
-    migrate = previous is not None and any(not part.has_keywords for part in old_parts)
-    report.updated = previous is not None
-    if previous is not None and not state.to_read and not affected and not state.touched and not migrate:
+    if previous is not None and nothing_to_do:
         report.chunks = int(previous.manifest.counts.get("chunks", 0))
         report.seconds = time.perf_counter() - started
         report.written, report.version = False, previous.manifest.version
         return report  # nothing changed: nothing is written
-    affected.update(part.id for part in old_parts if not part.has_keywords)
-    small = [p.id for p in old_parts if p.id not in affected and p.rows < config.part_rows // 4]
-    if len(small) > MAX_SMALL_PARTS:
-        affected.update(small)  # compaction: many small parts become a few full ones
 
     if state.to_read or embedder is not None or explicit_chunking or existing is None:
         _notify(progress, "loading model", started)
@@ -282,8 +303,9 @@ def _build_locked(
             pipeline.flush()
         parts = [p for p in old_parts if p.id not in affected] + writer.finish()
         manifest = _new_manifest(current, existing, parts, model_facts, settings, extraction, root)
-        if manifest.counts["chunks"] == 0:
+        if manifest.counts["chunks"] == 0 and previous is None:
             raise NothingToIndexError(_nothing_message(root, report))
+        report.emptied = manifest.counts["chunks"] == 0  # every document is gone: so is the index
         entries = _file_entries(state.kept, read, affected, writer.paths_in_part)
         manifest.file_table = write_file_table(target, entries)
         manifest.counts.update(documents=sum(e.status == "indexed" for e in entries), files=len(entries))

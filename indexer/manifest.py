@@ -89,6 +89,16 @@ def _type_problem(data: dict[str, Any]) -> str | None:
             return f"chunking.{key} is not a whole number"
     if not isinstance(data.get("root"), (str, type(None))):
         return "root is not text"
+    extraction = data.get("extraction", {})
+    if "max_file_size" in extraction and not _is_int(extraction["max_file_size"]):
+        return "extraction.max_file_size is not a whole number"
+    if not isinstance(extraction.get("records"), (bool, type(None))):
+        return "extraction.records is not true, false or null"
+    if not isinstance(extraction.get("id_field", ""), str):
+        return "extraction.id_field is not text"
+    fields = extraction.get("text_fields", [])
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        return "extraction.text_fields is not a list of names"
     if data["format_version"] < 2:
         if "files" not in data:
             return "files is missing"
@@ -290,7 +300,7 @@ class IndexManifest:
         if data["format_version"] > FORMAT_VERSION:
             raise IndexCorruptError(
                 f"{path} has format version {data['format_version']}, newer than this semindex "
-                f"understands ({FORMAT_VERSION}); upgrade semindex"
+                f"understands ({FORMAT_VERSION}); upgrade semindex, or replace the index with --rebuild"
             )
         known = {f for f in cls.__dataclass_fields__}
         try:

@@ -94,6 +94,7 @@ class BuildReport:
     updated: bool = False  # an existing index was brought up to date (not built from scratch)
     written: bool = True  # False when nothing had changed, so no new version was written
     version: int = 0  # the index's version after the build
+    emptied: bool = False  # an update found no indexable files left: the index is now empty
 
     @property
     def pipeline_seconds(self) -> float:
@@ -116,6 +117,7 @@ class BuildReport:
             "updated": self.updated,
             "written": self.written,
             "version": self.version,
+            "emptied": self.emptied,
             "seconds": round(self.seconds, 3),
             "model_seconds": round(self.model_seconds, 3),
             "embed_seconds": round(self.embed_seconds, 3),

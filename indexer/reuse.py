@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from indexer.errors import IndexCorruptError
 from indexer.filetable import FileEntry, read_file_table
 from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
@@ -39,6 +40,8 @@ class PreviousIndex:
         self.parts = {part.id: part for part in manifest.part_refs}
         self._vectors: dict[str, Any] = {}
         self._keys: dict[ReuseKey, tuple[str, int]] | None = None
+        self._sound: set[str] = set()  # parts that passed the full check
+        self._unusable: set[str] = set()  # parts that failed it: nothing is reused from them
 
     @classmethod
     def load(cls, directory: Path, manifest: IndexManifest) -> PreviousIndex | None:
@@ -57,8 +60,21 @@ class PreviousIndex:
         """What the index knows about the file at ``path``."""
         return self.files.get(path)
 
+    def damaged(self, parts: list[PartRef]) -> set[str]:
+        """The ids of those parts whose files fail the full check (whole-file SHA-256)."""
+        found = set()
+        for part in parts:
+            if part.id not in self._sound:
+                try:
+                    check_part_files(self.directory, part, full=True)
+                    self._sound.add(part.id)
+                except IndexCorruptError:
+                    found.add(part.id)
+        self._unusable |= found
+        return found
+
     def part_vectors(self, part_id: str) -> Any:
-        """A part's FAISS index, loaded once."""
+        """A part's FAISS index, loaded once (after its full check)."""
         index = self._vectors.get(part_id)
         if index is None:
             index = read_vectors(self.directory, self.manifest, self.parts[part_id])
@@ -74,7 +90,8 @@ class PreviousIndex:
     def _key_map(self) -> dict[ReuseKey, tuple[str, int]]:
         if self._keys is None:
             keys: dict[ReuseKey, tuple[str, int]] = {}
-            for part in self.parts.values():
+            usable = [p for p in self.parts.values() if p.id not in self._unusable]
+            for part in [p for p in usable if p.id not in self.damaged(usable)]:
                 table = pq.read_table(self.directory / part.chunks_name, columns=["content_hash", "section"])
                 hashes = table.column("content_hash").to_pylist()
                 sections = table.column("section").to_pylist()

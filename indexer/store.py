@@ -205,8 +205,10 @@ def check_target(target: Path) -> None:
         raise IndexExistsError(f"{target} exists and is not a folder; choose another --index")
     if not target.is_dir() or is_index_folder(target):
         return
-    strangers = [p.name for p in target.iterdir() if not _OUR_TOP.fullmatch(p.name)]
-    if strangers or (target / MANIFEST_FILE).exists():
+    names = [p.name for p in target.iterdir()]
+    # A folder semindex began writing holds its lock file and nothing but semindex's own names
+    # (its manifest may be damaged); anything else may be the user's, and is never written to.
+    if names and (LOCK_FILE not in names or any(not _OUR_TOP.fullmatch(n) for n in names)):
         raise IndexExistsError(
             f"{target} exists, is not empty and is not a semindex index; choose another --index"
         )

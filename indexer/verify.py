@@ -111,8 +111,11 @@ def _check_part(
     if rows != part.rows:
         report.problems.append(f"{path} has {rows} rows, the manifest says {part.rows}")
     repeated = [key for key, count in keys.items() if count > 1]
-    if repeated:
-        report.problems.append(f"{path} holds chunk {repeated[0]} {keys[repeated[0]]} times")
+    if any(key[1] is None for key in repeated):
+        key = next(k for k in repeated if k[1] is None)
+        report.problems.append(f"{path} holds chunk {key[2]} of {key[0]} {keys[key]} times")
+    elif repeated:  # records may share an id; that is the data, not damage
+        report.notes.append(f"{repeated[0][0]}: record id {repeated[0][1]!r} appears more than once")
     norms = np.linalg.norm(vectors, axis=1) if len(vectors) else np.ones(0)
     bad = int(np.sum(~np.isfinite(norms) | (np.abs(norms - 1.0) > 1e-3)))
     if bad:

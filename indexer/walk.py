@@ -156,6 +156,13 @@ class _Walk:
                 if not target.is_relative_to(self.root):
                     yield SkippedFile(rel, "link leads outside the indexed folder")
                     return
+                if any(target == e or target.is_relative_to(e) for e in self.excluded) or any(
+                    is_index_folder(folder) or (folder / LOCK_FILE).exists()
+                    for folder in (target, *target.parents)
+                    if folder.is_relative_to(self.root)
+                ):
+                    yield SkippedFile(rel, "link leads into a semindex index")
+                    return
             stat = path.stat()
         except RuntimeError:  # Python 3.11 reports link loops this way
             yield SkippedFile(rel, "link loop")

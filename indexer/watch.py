@@ -6,13 +6,14 @@ batch runs one incremental update, so a burst of saves costs one update, not one
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 from indexer.build import build_index, default_index_dir
 from indexer.config import BuildConfig, ChunkingConfig
-from indexer.errors import InputError, SemindexError
+from indexer.errors import InputError, NothingToIndexError, SemindexError
 from indexer.manifest import IndexManifest
 from indexer.paths import resolve_path
 from indexer.records import BuildReport
@@ -43,7 +44,8 @@ def watch_folder(
         config: Build settings (default: the reading settings the index was built with).
         include: With the default ``config``: only files matching these patterns.
         exclude: With the default ``config``: leave out files matching these patterns.
-        debounce_ms: How long the folder must be quiet before an update starts.
+        debounce_ms: How long the folder must be quiet before an update starts (a batch that
+            keeps growing is cut after 20 times that, or 10 s).
         on_update: Called with the report of each update (and of the first).
         on_error: Called when an update fails; watching goes on (the index keeps its last version).
         stop: Set it to stop watching (from another thread).
@@ -57,27 +59,40 @@ def watch_folder(
     target = resolve_path(index_dir) if index_dir else default_index_dir(root)
     config = config or _stored_config(target, include, exclude)
 
-    def update() -> None:
+    def update(first: bool = False) -> None:
         try:  # the model is loaded by the first update that needs it, then kept (load_embedder caches)
             report = build_index(root, target, model=model, chunking=chunking, config=config)
-        except SemindexError as exc:
+        except NothingToIndexError as exc:
             if on_error is None:
                 raise
+            on_error(exc)  # an empty folder is worth watching: documents may arrive
+            return
+        except SemindexError as exc:
+            if on_error is None or first:
+                raise  # settings that cannot work (a bad --index, a damaged index) stop at once
             on_error(exc)
             return
         if on_update is not None:
             on_update(report)
 
+    inside = target.resolve()
+
     def relevant(change: object, path: str) -> bool:
         where = Path(path)
-        return not (where == target or where.is_relative_to(target))  # our own writes
+        if where == target or where.is_relative_to(target):
+            return False  # our own writes
+        try:
+            return not where.resolve().is_relative_to(inside)  # reached through a link
+        except (OSError, RuntimeError):
+            return True
 
-    update()
+    logging.getLogger("watchfiles").setLevel(logging.ERROR)  # it logs each stop as a warning
+    update(first=True)
     for _changes in watchfiles.watch(
         root,
         watch_filter=relevant,
-        debounce=debounce_ms,
-        step=50,
+        step=max(50, debounce_ms),  # the quiet time that ends a batch
+        debounce=max(10_000, 20 * debounce_ms),  # the longest a batch may grow while changes go on
         stop_event=stop,
         force_polling=force_polling,
         raise_interrupt=False,

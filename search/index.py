@@ -15,7 +15,7 @@ from indexer.config import INDEX_DIRNAME
 from indexer.embedding import Embedder, load_embedder
 from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
 from indexer.keywords import Analyzer
-from indexer.manifest import IndexManifest
+from indexer.manifest import IndexManifest, is_index_folder
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
 from search.filters import Filters, PartColumns, mask, parse_moment
@@ -51,8 +51,8 @@ def index_location(path: str | Path | None) -> Path:
         return find_index()
     directory = resolve_path(path)
     nested = directory / INDEX_DIRNAME
-    if not (directory / "manifest.json").is_file() and (nested / "manifest.json").is_file():
-        return nested
+    if not is_index_folder(directory) and (nested / "manifest.json").is_file():
+        return nested  # a documents folder (which may have a manifest.json of its own)
     return directory
 
 
