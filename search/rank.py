@@ -1,8 +1,9 @@
 """Combining rankings: pure functions over (score, part, row) hits.
 
 Reciprocal rank fusion scores a hit by ``sum(weight / (k + rank))`` over the rankings it appears
-in: it needs no score calibration between cosine and BM25, and on SciFact's training queries it
-did as well as weighted score sums (see bench/scifact.py).
+in: it needs no calibration between cosine and BM25 scores. Its settings were chosen on
+SciFact's training queries (``python bench/scifact.py --tune``): k = 5, dense weight 0.75 and
+keyword weight 1, each ranking read 100 deep, scored best of 91 settings tried.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any
 
 Hit = tuple[float, int, int]  # (score, part number, row)
 
-RRF_K = 60.0  # chosen on SciFact's training queries (bench/scifact.py --tune)
-DENSE_WEIGHT = 1.0
+RRF_K = 5.0  # chosen on SciFact's training queries (bench/scifact.py --tune)
+DENSE_WEIGHT = 0.75
 KEYWORD_WEIGHT = 1.0
 
 

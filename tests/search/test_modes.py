@@ -14,7 +14,7 @@ from indexer.errors import QueryError
 from indexer.keywords import Analyzer
 from search import Index
 from search.evaluate import mrr_at, ndcg_at, recall_at
-from search.rank import reciprocal_rank_fusion
+from search.rank import DENSE_WEIGHT, KEYWORD_WEIGHT, RRF_K, reciprocal_rank_fusion
 from tests.cli.test_cli import assert_one_line_error, invoke
 from tests.conftest import write_files
 
@@ -61,9 +61,9 @@ def test_hybrid_fuses_both_rankings(tmp_path: Path, embedder: SentenceTransforme
     keyword = {(h.path, h.chunk): h for h in index.search(query, k=6, mode="keyword")}
     for hit in hybrid:
         key = (hit.path, hit.chunk)
-        expected = 1 / (60 + dense[key].dense_rank) + (
-            1 / (60 + keyword[key].keyword_rank) if key in keyword else 0
-        )
+        expected = DENSE_WEIGHT / (RRF_K + dense[key].dense_rank)
+        if key in keyword:
+            expected += KEYWORD_WEIGHT / (RRF_K + keyword[key].keyword_rank)
         assert hit.score == pytest.approx(expected)
         assert hit.cosine == pytest.approx(dense[key].score, abs=1e-6), "the true cosine, not the fused score"
         assert hit.keyword_rank == (keyword[key].keyword_rank if key in keyword else None)
@@ -74,7 +74,7 @@ def test_hybrid_fuses_both_rankings(tmp_path: Path, embedder: SentenceTransforme
 def test_reciprocal_rank_fusion() -> None:
     dense = [(0.9, 0, 1), (0.8, 0, 2), (0.7, 0, 3)]
     keyword = [(12.0, 0, 3), (3.0, 0, 4)]
-    fused = reciprocal_rank_fusion(dense, keyword, k=1.0)
+    fused = reciprocal_rank_fusion(dense, keyword, k=1.0, dense_weight=1.0, keyword_weight=1.0)
     assert [(f.row, f.dense_rank, f.keyword_rank) for f in fused] == [
         (3, 3, 1),
         (1, 1, None),
