@@ -238,13 +238,18 @@ def _print_plan(plan: object, as_json: bool) -> None:
             typer.echo(f"  ... and {len(paths) - 20} more to {label} (--json lists all)")
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _print_build_summary(report: object) -> None:
     from indexer.records import BuildReport
 
     assert isinstance(report, BuildReport)
     if not report.written:
         typer.echo(
-            f"{report.index_dir} is up to date: {report.files_indexed} files, {report.chunks} chunks "
+            f"{report.index_dir} is up to date: {_count(report.files_indexed, 'file')}, "
+            f"{_count(report.chunks, 'chunk')} "
             f"(checked in {report.seconds:.1f} s)",
             err=True,
         )
@@ -259,7 +264,8 @@ def _print_build_summary(report: object) -> None:
     else:
         rate = report.chunks / report.pipeline_seconds if report.pipeline_seconds else 0.0
         typer.echo(
-            f"Indexed {report.files_indexed} files, {report.chunks} chunks in {report.seconds:.1f} s "
+            f"Indexed {_count(report.files_indexed, 'file')}, {_count(report.chunks, 'chunk')} "
+            f"in {report.seconds:.1f} s "
             f"({report.model_seconds:.1f} s loading the model, then {rate:.1f} chunks/s) "
             f"into {report.index_dir}",
             err=True,
@@ -361,6 +367,14 @@ def search(
         _fail(f"--mode must be hybrid, dense or keyword (got {mode!r})", 2)
     if per_doc < 1:
         _fail(f"--per-doc must be at least 1 (got {per_doc})", 2)
+    for option, value in (("--modified-after", modified_after), ("--modified-before", modified_before)):
+        if value is not None:
+            from search.filters import parse_moment
+
+            try:
+                parse_moment(value, option)
+            except SemindexError as exc:
+                _fail(str(exc), 2)
     found_any = True
     with _errors():
         from cli.output import format_results, to_json
@@ -472,10 +486,14 @@ def watch(
         from indexer.records import BuildReport
         from indexer.watch import watch_folder
 
+        updates = 0
+
         def on_update(report: BuildReport) -> None:
+            nonlocal updates
+            updates += 1
             if as_json:
                 typer.echo(to_json(report.to_dict()))
-            elif not quiet and report.written:
+            elif not quiet and (report.written or updates == 1):
                 _print_build_summary(report)
 
         def on_error(exc: SemindexError) -> None:

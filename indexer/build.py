@@ -219,6 +219,11 @@ def _build_locked(
             chunking = ChunkingConfig(
                 existing.chunking.get("max_tokens"), existing.chunking.get("overlap_tokens", 32)
             )
+        elif chunking.max_tokens not in (None, existing.chunking.get("max_tokens")) or (
+            chunking.overlap_tokens != existing.chunking.get("overlap_tokens")
+        ):  # refused even when no file changed (no model is needed to tell)
+            size = chunking.max_tokens or int(existing.chunking.get("max_tokens", 0))
+            _check_same_chunking(existing, ResolvedChunking(size, chunking.overlap_tokens), target)
     path_filter = PathFilter(root, config.include, config.exclude)  # bad patterns fail before the model loads
     previous = PreviousIndex.load(target, existing) if existing is not None else None
     extraction = config.extraction()

@@ -81,8 +81,28 @@ def _path_matcher(patterns: Sequence[str]) -> Callable[[str], bool]:
     return spec.match_file
 
 
-def mask(columns: PartColumns, filters: Filters) -> np.ndarray | None:
-    """The rows of a part the filters allow (None when there are no filters)."""
+def _row_mtimes(
+    columns: PartColumns, paths: pa.ChunkedArray, file_mtimes: dict[str, int] | None
+) -> np.ndarray:
+    """Each row's file modification time in microseconds: from the file table where it has the
+    file (it follows a touched file), else as the row recorded it."""
+    recorded = columns.column("file_mtime").cast(pa.int64()).to_numpy(zero_copy_only=False)
+    if not file_mtimes:
+        return recorded
+    encoded = pc.dictionary_encode(paths).combine_chunks()
+    names = encoded.dictionary.to_pylist()
+    per_name = np.array([file_mtimes.get(n, -1) for n in names], dtype=np.int64)
+    current = per_name[encoded.indices.to_numpy(zero_copy_only=False)] if len(names) else recorded
+    return np.where(current >= 0, current, recorded)
+
+
+def mask(
+    columns: PartColumns, filters: Filters, file_mtimes: dict[str, int] | None = None
+) -> np.ndarray | None:
+    """The rows of a part the filters allow (None when there are no filters).
+
+    ``file_mtimes`` (path → microseconds) are the files' current times from the file table.
+    """
     if not filters:
         return None
     paths = columns.column("path")
@@ -99,7 +119,7 @@ def mask(columns: PartColumns, filters: Filters) -> np.ndarray | None:
             ok &= np.array([Path(n).suffix.lower() in wanted for n in names], dtype=bool)
         allowed &= ok[encoded.indices.to_numpy(zero_copy_only=False)] if len(names) else allowed
     if filters.modified_after or filters.modified_before:
-        mtimes = columns.column("file_mtime").cast(pa.int64()).to_numpy(zero_copy_only=False)
+        mtimes = _row_mtimes(columns, paths, file_mtimes)
         if filters.modified_after:
             allowed &= mtimes >= int(filters.modified_after.timestamp() * 1_000_000)
         if filters.modified_before:

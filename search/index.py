@@ -13,7 +13,15 @@ import numpy as np
 
 from indexer.config import INDEX_DIRNAME
 from indexer.embedding import Embedder, load_embedder
-from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError, ModelMismatchError, QueryError
+from indexer.errors import (
+    REBUILD_HINT,
+    IndexCorruptError,
+    IndexNotFoundError,
+    ModelMismatchError,
+    QueryError,
+    SemindexError,
+)
+from indexer.filetable import read_file_table
 from indexer.keywords import Analyzer
 from indexer.manifest import IndexManifest, is_index_folder
 from indexer.models import resolve_model
@@ -98,6 +106,7 @@ class Index:
         self._model = model
         self._keyword: KeywordSearcher | None = None
         self._column_cache: dict[int, PartColumns] = {}
+        self._mtimes: dict[str, int] | None = None
 
     @property
     def version(self) -> int:
@@ -293,7 +302,18 @@ class Index:
     def _masks(self, filters: Filters) -> list[np.ndarray | None] | None:
         if not filters:
             return None
-        return [mask(self._columns(number), filters) for number in range(len(self._parts))]
+        times = self._file_mtimes() if filters.modified_after or filters.modified_before else None
+        return [mask(self._columns(number), filters, times) for number in range(len(self._parts))]
+
+    def _file_mtimes(self) -> dict[str, int]:
+        """Each indexed file's modification time (microseconds) from the file table."""
+        if self._mtimes is None:
+            try:
+                entries = read_file_table(self.directory, self.manifest)
+            except (SemindexError, OSError):
+                entries = {}  # the rows' own times are used
+            self._mtimes = {path: entry.mtime_us for path, entry in entries.items()}
+        return self._mtimes
 
     def _ranked(
         self, query: str | None, vector: np.ndarray | None, depth: int, mode: str, masks: Masks

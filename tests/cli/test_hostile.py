@@ -155,3 +155,22 @@ def test_usage_errors_are_one_line_from_the_real_command() -> None:
         assert len(lines) == 1 and lines[0].startswith("Error: ") and "--help" in lines[0], done.stderr
     plain = subprocess.run([sys.executable, "-m", "cli"], cwd=ROOT, capture_output=True, text=True)
     assert plain.returncode == 0 and "Commands" in plain.stdout
+
+
+def test_date_filters_follow_a_touched_file(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """Guards against filtering on the time a row was written when only the file's time changed."""
+    folder = write_files(
+        tmp_path / "c", {"silk.md": "The Silk Road linked China and Europe.", "b.txt": "Bees."}
+    )
+    build_index(folder, embedder=embedder)
+    os.utime(folder / "silk.md", (1_483_228_800, 1_483_228_800))  # 2017-01-01
+    assert build_index(folder, embedder=embedder).files_unchanged == 2
+    old = Index.open(folder, embedder=embedder).search("trade routes", modified_before="2018-01-01")
+    assert [h.path for h in old] == ["silk.md"]
+
+
+def test_other_chunking_is_refused_even_when_nothing_changed(tmp_path: Path) -> None:
+    folder = write_files(tmp_path / "d", {"a.txt": "Alpha."})
+    assert invoke("index", str(folder), "-q").exit_code == 0
+    assert_one_line_error(invoke("index", str(folder), "--chunk-tokens", "100", "-q"), 1, "add --rebuild")
+    assert invoke("index", str(folder), "--chunk-tokens", "100", "--rebuild", "-q").exit_code == 0

@@ -23,7 +23,7 @@ from tests.conftest import SAMPLE_CORPUS
 def copied(tmp_path_factory: pytest.TempPathFactory, embedder: SentenceTransformerEmbedder) -> Path:
     """sample_corpus/ plus a copy of one file and a shared footer in two others, indexed."""
     folder = tmp_path_factory.mktemp("copied") / "docs"
-    shutil.copytree(SAMPLE_CORPUS, folder)
+    shutil.copytree(SAMPLE_CORPUS, folder, ignore=shutil.ignore_patterns(".semindex"))
     shutil.copy(folder / "cooking" / "sourdough-bread.md", folder / "misc" / "bread-copy.md")
     notice = "This note is part of the household wiki; edit it freely and keep sources cited.\n"
     for name in ("wiki/notice.txt", "wiki/old/notice-copy.txt"):
@@ -123,6 +123,6 @@ def test_search_cli_grouping_filters_and_exit_codes(copied: Path) -> None:
     assert none.exit_code == 1 and none.stdout.strip() == "no results", "grep-like: nothing found is exit 1"
     assert invoke("search", "sourdough", "--index", str(copied), "--min-score", "0.2").exit_code == 0
     assert_one_line_error(
-        invoke("search", "x", "--index", str(copied), "--modified-after", "soon"), 1, "takes a date"
+        invoke("search", "x", "--index", str(copied), "--modified-after", "soon"), 2, "takes a date"
     )
     assert_one_line_error(invoke("search", "x", "--index", str(copied), "--per-doc", "0"), 2, "--per-doc")
