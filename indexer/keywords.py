@@ -167,32 +167,10 @@ class KeywordPart:
     @classmethod
     def from_batches(cls, batches: Sequence[TermBatch]) -> KeywordPart:
         """One part's postings from the term batches of its rows, in row order."""
-        index: dict[str, int] = {}
-        rows, terms, freqs, lengths = [], [], [], []
-        offset = 0
+        builder = PostingsBuilder()
         for batch in batches:
-            remap = np.array([index.setdefault(t, len(index)) for t in batch.vocab], dtype=np.int64)
-            rows.append(batch.rows + offset)
-            terms.append(remap[batch.terms] if len(batch.terms) else batch.terms)
-            freqs.append(batch.freqs)
-            lengths.append(batch.lengths)
-            offset += len(batch.lengths)
-        vocab = sorted(index)
-        rank = np.zeros(len(index), dtype=np.int64)
-        rank[[index[t] for t in vocab]] = np.arange(len(vocab))
-        all_rows = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        all_terms = rank[np.concatenate(terms)] if terms else np.zeros(0, dtype=np.int64)
-        order = np.lexsort((all_rows, all_terms))
-        counts = np.bincount(all_terms, minlength=len(vocab)) if len(all_terms) else np.zeros(len(vocab))
-        starts = np.zeros(len(vocab) + 1, dtype=np.int64)
-        starts[1:] = np.cumsum(counts)
-        return cls(
-            vocab=np.array(vocab, dtype=str) if vocab else np.zeros(0, dtype="<U1"),
-            starts=starts,
-            rows=all_rows[order].astype(np.int32),
-            freqs=(np.concatenate(freqs) if freqs else np.zeros(0))[order].astype(np.float32),
-            lengths=(np.concatenate(lengths) if lengths else np.zeros(0)).astype(np.float32),
-        )
+            builder.add(batch)
+        return builder.build()
 
     def save(self, path: Path) -> None:
         """Write the arrays as ``.npz`` (no pickles: it loads with ``allow_pickle=False``)."""
@@ -266,3 +244,48 @@ class TermBatch:
 def keyword_text(section: str | None, text: str) -> str:
     """What the keyword index reads of a chunk: the same text the model read."""
     return f"{section}\n\n{text}" if section else text
+
+
+class PostingsBuilder:
+    """Gathers a part's postings batch by batch, compactly (int32 ids into one part vocabulary)."""
+
+    def __init__(self) -> None:
+        self.index: dict[str, int] = {}
+        self.rows: list[np.ndarray] = []
+        self.terms: list[np.ndarray] = []
+        self.freqs: list[np.ndarray] = []
+        self.lengths: list[np.ndarray] = []
+        self.count = 0
+
+    def add(self, batch: TermBatch) -> None:
+        """Append the next rows' postings."""
+        if len(batch.terms):
+            used, inverse = np.unique(batch.terms, return_inverse=True)
+            ids = np.array(
+                [self.index.setdefault(batch.vocab[u], len(self.index)) for u in used], dtype=np.int32
+            )
+            self.terms.append(ids[inverse.ravel()])
+            self.rows.append((batch.rows + self.count).astype(np.int32))
+            self.freqs.append(batch.freqs.astype(np.float32))
+        self.lengths.append(batch.lengths.astype(np.float32))
+        self.count += len(batch.lengths)
+
+    def build(self) -> KeywordPart:
+        """The part's postings, terms sorted, each term's rows in order."""
+        vocab = sorted(self.index)
+        rank = np.zeros(len(self.index), dtype=np.int32)
+        rank[[self.index[t] for t in vocab]] = np.arange(len(vocab), dtype=np.int32)
+        rows = np.concatenate(self.rows) if self.rows else np.zeros(0, dtype=np.int32)
+        terms = rank[np.concatenate(self.terms)] if self.terms else np.zeros(0, dtype=np.int32)
+        freqs = np.concatenate(self.freqs) if self.freqs else np.zeros(0, dtype=np.float32)
+        self.rows, self.terms, self.freqs = [], [], []
+        order = np.lexsort((rows, terms))
+        starts = np.zeros(len(vocab) + 1, dtype=np.int64)
+        starts[1:] = np.cumsum(np.bincount(terms, minlength=len(vocab)))
+        return KeywordPart(
+            vocab=np.array(vocab, dtype=str) if vocab else np.zeros(0, dtype="<U1"),
+            starts=starts,
+            rows=rows[order],
+            freqs=freqs[order],
+            lengths=np.concatenate(self.lengths) if self.lengths else np.zeros(0, dtype=np.float32),
+        )

@@ -33,7 +33,7 @@ from indexer.errors import (
     IndexLockedError,
     IndexWriteError,
 )
-from indexer.keywords import Analyzer, KeywordPart, TermBatch, keyword_text
+from indexer.keywords import Analyzer, PostingsBuilder, TermBatch, keyword_text
 from indexer.manifest import (
     CHUNKS_DIR,
     KEYWORDS_DIR,
@@ -234,7 +234,7 @@ class PartWriter:
         for folder in (CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
             (self.directory / folder).mkdir(parents=True, exist_ok=True)
         self._analyzer = Analyzer()
-        self._terms: list[TermBatch] = []
+        self._terms = PostingsBuilder()
         self._id: str | None = None
         self._parquet: pq.ParquetWriter | None = None
         self._index: Any = None
@@ -277,7 +277,7 @@ class PartWriter:
             piece = table.slice(start, room)
             self._index.add(np.ascontiguousarray(vectors[start : start + piece.num_rows]))
             self._pending.append(piece)
-            self._terms.append(terms.slice(start, start + piece.num_rows))
+            self._terms.add(terms.slice(start, start + piece.num_rows))
             self._pending_rows += piece.num_rows
             self._rows += piece.num_rows
             assert self._id is not None
@@ -323,7 +323,7 @@ class PartWriter:
             _faiss().write_index(self._index, str(vectors_path))
         except RuntimeError as exc:  # FAISS reports I/O failures (a full disk, say) this way
             raise OSError(f"cannot write {vectors_path}") from exc
-        keywords = KeywordPart.from_batches(self._terms)
+        keywords = self._terms.build()
         keywords.save(keywords_path)
         for path in (chunks_path, vectors_path, keywords_path):
             fsync_path(path)
@@ -334,7 +334,8 @@ class PartWriter:
         }
         self.parts.append(PartRef(self._id, self._rows, files, terms=int(keywords.lengths.sum())))
         crash_point("part-written")
-        self._id, self._parquet, self._index, self._rows, self._terms = None, None, None, 0, []
+        self._id, self._parquet, self._index, self._rows = None, None, None, 0
+        self._terms = PostingsBuilder()
 
     def finish(self) -> list[PartRef]:
         """Close the last part; return every part written."""
