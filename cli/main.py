@@ -43,6 +43,22 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="Model name or folder (default: all-MiniLM-L6-v2, shipped offline)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+IncludeOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--include",
+        metavar="PATTERN",
+        help="Only index files matching this gitignore-style pattern (repeatable).",
+    ),
+]
+ExcludeOption = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--exclude",
+        metavar="PATTERN",
+        help="Leave out files matching this gitignore-style pattern (repeatable).",
+    ),
+]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
@@ -112,16 +128,8 @@ def index(
         Optional[int],
         typer.Option("--overlap-tokens", help="Tokens shared by neighbouring chunks [default: 32]."),
     ] = None,
-    include: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--include", help="Only index files matching this gitignore-style pattern (repeatable)."
-        ),
-    ] = None,
-    exclude: Annotated[
-        Optional[list[str]],
-        typer.Option("--exclude", help="Leave out files matching this gitignore-style pattern (repeatable)."),
-    ] = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     max_file_size: Annotated[
         str, typer.Option("--max-file-size", help="Skip files larger than this (e.g. 500k, 20M, 1G).")
     ] = "50M",
@@ -335,18 +343,27 @@ def search(
     ] = False,
     path: Annotated[
         Optional[list[str]],
-        typer.Option("--path", help="Only documents matching this gitignore-style pattern (repeatable)."),
+        typer.Option(
+            "--path",
+            metavar="PATTERN",
+            help="Only documents matching this gitignore-style pattern (repeatable).",
+        ),
     ] = None,
     ext: Annotated[
         Optional[list[str]],
-        typer.Option("--ext", help="Only documents with this extension, e.g. md (repeatable)."),
+        typer.Option(
+            "--ext", metavar="EXT", help="Only documents with this extension, e.g. md (repeatable)."
+        ),
     ] = None,
     modified_after: Annotated[
         Optional[str],
-        typer.Option("--modified-after", help="Only documents modified since, e.g. 2024-05-01."),
+        typer.Option(
+            "--modified-after", metavar="DATE", help="Only documents modified since, e.g. 2024-05-01."
+        ),
     ] = None,
     modified_before: Annotated[
-        Optional[str], typer.Option("--modified-before", help="Only documents modified before this date.")
+        Optional[str],
+        typer.Option("--modified-before", metavar="DATE", help="Only documents modified before this date."),
     ] = None,
     min_score: Annotated[
         Optional[float],
@@ -459,16 +476,8 @@ def watch(
         typer.Option("--index", "-i", help="Where the index lives (default: FOLDER/.semindex)."),
     ] = None,
     model: ModelOption = None,
-    include: Annotated[
-        Optional[list[str]],
-        typer.Option(
-            "--include", help="Only index files matching this gitignore-style pattern (repeatable)."
-        ),
-    ] = None,
-    exclude: Annotated[
-        Optional[list[str]],
-        typer.Option("--exclude", help="Leave out files matching this gitignore-style pattern (repeatable)."),
-    ] = None,
+    include: IncludeOption = None,
+    exclude: ExcludeOption = None,
     debounce: Annotated[
         float, typer.Option("--debounce", help="Seconds the folder must be quiet before an update.")
     ] = 1.0,
