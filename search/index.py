@@ -378,9 +378,13 @@ class Index:
         return self._results(query, groups)
 
     def _identity(self, key: Key) -> tuple[str, str]:
-        """A candidate's document path and content hash (for grouping and duplicates)."""
+        """A candidate's document and content hash (for grouping and duplicates); each record of
+        a record file is a document of its own."""
         columns = self._columns(key[0])
-        return columns.column("path")[key[1]].as_py(), columns.column("content_hash")[key[1]].as_py()
+        path = columns.column("path")[key[1]].as_py()
+        record = columns.column("record")[key[1]].as_py()
+        document = path if record is None else f"{path}#{record}"
+        return document, columns.column("content_hash")[key[1]].as_py()
 
     def _results(self, query: str | None, groups: list[Selected]) -> list[SearchResult]:
         keys = [s.key for s in groups] + [d for s in groups for d in s.duplicates]

@@ -126,3 +126,16 @@ def test_search_cli_grouping_filters_and_exit_codes(copied: Path) -> None:
         invoke("search", "x", "--index", str(copied), "--modified-after", "soon"), 2, "takes a date"
     )
     assert_one_line_error(invoke("search", "x", "--index", str(copied), "--per-doc", "0"), 2, "--per-doc")
+
+
+def test_each_record_is_a_document_of_its_own(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    """Guards against grouping a whole record file into one result."""
+    lines = "\n".join(
+        json.dumps({"_id": f"r{i}", "text": f"Bees visit flower number {i}."}) for i in range(5)
+    )
+    folder = tmp_path / "d"
+    folder.mkdir()
+    (folder / "data.jsonl").write_text(lines, encoding="utf-8")
+    build_index(folder, embedder=embedder)
+    hits = Index.open(folder, embedder=embedder).search("bees and flowers", k=5)
+    assert sorted(h.record for h in hits) == [f"r{i}" for i in range(5)]
