@@ -1,6 +1,6 @@
 """Peak memory of ``semindex index`` against corpus size, measured side by side in one run.
 
-Generates folders of mixed documents (Markdown with headings, plain text, HTML, and one large
+Generates folders of mixed documents (Markdown with headings, plain text, HTML, and one 4 MB
 text file each) of growing total size from the paragraphs of sample_corpus/, indexes each in
 a fresh ``semindex index`` process, and prints the process's peak RSS (from ``wait4``) beside
 the corpus size. Memory is bounded when peak RSS stays flat as the corpus grows.
@@ -28,6 +28,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SEMINDEX = [sys.executable, "-m", "cli"]
 MB = 1024 * 1024
+# A file is read whole and so costs memory in proportion to its own size (up to --max-file-size);
+# it is kept the same in every corpus so that only the corpus size varies.
+BIG_FILE = 4 * MB
 
 
 def paragraphs() -> list[str]:
@@ -45,11 +48,11 @@ def write_folder(folder: Path, size: int, pool: list[str], seed: int) -> int:
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     rng = random.Random(seed)
-    big = folder / "big" / "log.txt"  # one large file, a quarter of the corpus (at most 40 MB)
+    big = folder / "big" / "log.txt"  # one large file of the same size in every corpus
     big.parent.mkdir()
     with open(big, "w", encoding="utf-8") as handle:
         written = 0
-        while written < min(size // 4, 40 * MB):
+        while written < min(size // 4, BIG_FILE):
             line = f"{rng.choice(pool)} (entry {written})\n\n"
             handle.write(line)
             written += len(line.encode("utf-8"))
