@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from indexer.errors import InputError
 
@@ -65,6 +66,18 @@ class BuildConfig:
     embed_slice_chunks: int = 64  # chunks per model call within a batch (progress granularity)
     row_group_size: int = 4096
     part_rows: int = 65_536  # rows per part: an update rewrites only the parts its files touch
+
+    @classmethod
+    def from_extraction(cls, stored: dict[str, Any], **settings: Any) -> BuildConfig:
+        """Settings whose reading part is ``stored`` (what ``extraction`` recorded); others as given."""
+        defaults = cls()
+        return cls(
+            max_file_size=int(stored.get("max_file_size", defaults.max_file_size)),
+            records=stored.get("records", defaults.records),
+            id_field=str(stored.get("id_field", defaults.id_field)),
+            text_fields=tuple(stored.get("text_fields", defaults.text_fields)),
+            **settings,
+        )
 
     def extraction(self) -> dict[str, object]:
         """The settings that change what is read from a file; when they change, files are read again."""

@@ -91,7 +91,8 @@ class PreviousIndex:
         if self._keys is None:
             keys: dict[ReuseKey, tuple[str, int]] = {}
             usable = [p for p in self.parts.values() if p.id not in self._unusable]
-            for part in [p for p in usable if p.id not in self.damaged(usable)]:
+            damaged = self.damaged(usable)  # each part hashed once
+            for part in [p for p in usable if p.id not in damaged]:
                 table = pq.read_table(self.directory / part.chunks_name, columns=["content_hash", "section"])
                 hashes = table.column("content_hash").to_pylist()
                 sections = table.column("section").to_pylist()

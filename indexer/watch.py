@@ -106,12 +106,4 @@ def _stored_config(target: Path, include: tuple[str, ...], exclude: tuple[str, .
         stored = IndexManifest.load(target).extraction
     except SemindexError:
         return BuildConfig(include=include, exclude=exclude)
-    defaults = BuildConfig()
-    return BuildConfig(
-        include=include,
-        exclude=exclude,
-        max_file_size=int(stored.get("max_file_size", defaults.max_file_size)),
-        records=stored.get("records", defaults.records),
-        id_field=str(stored.get("id_field", defaults.id_field)),
-        text_fields=tuple(stored.get("text_fields", defaults.text_fields)),
-    )
+    return BuildConfig.from_extraction(stored, include=include, exclude=exclude)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,7 +21,6 @@ from indexer.errors import (
     SemindexError,
 )
 from indexer.filetable import read_file_table
-from indexer.keywords import Analyzer
 from indexer.manifest import IndexManifest, is_index_folder
 from indexer.models import resolve_model
 from indexer.paths import resolve_path
@@ -390,20 +388,18 @@ class Index:
         keys = [s.key for s in groups] + [d for s in groups for d in s.duplicates]
         rows = fetch_rows(self._parts, keys)
         terms: set[str] = set()
-        weight = None
+        idf: dict[str, float] = {}
+        analyzer = None
         if query is not None and all(p.keywords is not None for p in self._parts):
+            analyzer = self.keyword.analyzer
             terms = set(self.keyword.query_terms(query))
-            weight = self.keyword.idf
-        analyzer = self.keyword.analyzer if terms else None
+            idf = {term: self.keyword.idf(term) for term in terms}  # once per query, not per sentence
         out = []
         for rank, chosen in enumerate(groups, start=1):
             row = rows[chosen.key]
             extra: dict[str, Any] = dict(chosen.facts)
             extra["duplicates"] = [_place(rows[d]) for d in chosen.duplicates]
-            if analyzer is not None and weight is not None:
-                piece = make_snippet(row["text"], terms, analyzer, weight)
-            else:
-                piece = make_snippet(row["text"], set(), _plain_analyzer())
+            piece = make_snippet(row["text"], terms, analyzer, idf.__getitem__)
             extra["snippet"], extra["highlights"] = piece.text, [list(span) for span in piece.highlights]
             extra["line"] = int(row["start_line"]) + row["text"].count("\n", 0, piece.start)
             out.append(result_from_row(rank, row, **extra))
@@ -497,11 +493,6 @@ def _place(row: dict[str, Any]) -> dict[str, Any]:
         "end_line": row["end_line"],
         "page": row.get("page"),
     }
-
-
-@functools.lru_cache(maxsize=1)
-def _plain_analyzer() -> Analyzer:
-    return Analyzer()
 
 
 def _clip(score: float) -> float:

@@ -49,11 +49,16 @@ def sentences(text: str) -> list[tuple[int, int]]:
 def make_snippet(
     text: str,
     query_terms: set[str],
-    analyzer: Analyzer,
+    analyzer: Analyzer | None,
     weight: Callable[[str], float] = lambda term: 1.0,
     limit: int = SNIPPET_CHARS,
 ) -> Snippet:
-    """The best-matching run of sentences of ``text``, at most about ``limit`` characters."""
+    """The best-matching run of sentences of ``text``, at most about ``limit`` characters.
+
+    Without an analyzer (or query terms) it is the chunk's first sentences, unmarked.
+    """
+    if analyzer is None:
+        query_terms = set()
     spans = sentences(text) or [(0, len(text))]
     prefixes = _prefixes(query_terms)
     scored = []
@@ -83,9 +88,11 @@ def _could_match(word: str, prefixes: tuple[str, ...]) -> bool:
     return word.startswith(prefixes) or not word.isascii()
 
 
-def _terms_in(text: str, query_terms: set[str], analyzer: Analyzer, prefixes: tuple[str, ...]) -> set[str]:
+def _terms_in(
+    text: str, query_terms: set[str], analyzer: Analyzer | None, prefixes: tuple[str, ...]
+) -> set[str]:
     found: set[str] = set()
-    if not query_terms:
+    if not query_terms or analyzer is None:
         return found
     for word in _WORD.findall(text.lower()):
         if _could_match(word, prefixes):
@@ -93,9 +100,11 @@ def _terms_in(text: str, query_terms: set[str], analyzer: Analyzer, prefixes: tu
     return found
 
 
-def highlight_spans(text: str, query_terms: set[str], analyzer: Analyzer) -> tuple[tuple[int, int], ...]:
+def highlight_spans(
+    text: str, query_terms: set[str], analyzer: Analyzer | None
+) -> tuple[tuple[int, int], ...]:
     """Offsets of the words of ``text`` whose terms are among ``query_terms``."""
-    if not query_terms:
+    if not query_terms or analyzer is None:
         return ()
     prefixes = _prefixes(query_terms)
     spans = []
