@@ -3,14 +3,17 @@
 Generates folders of mixed documents (Markdown with headings, plain text, HTML, and one 4 MB
 text file each) of growing total size from the paragraphs of sample_corpus/, indexes each in
 a fresh ``semindex index`` process, and prints the process's peak RSS (from ``wait4``) beside
-the corpus size. Memory is bounded when peak RSS stays flat as the corpus grows.
+the corpus size. Memory is bounded when peak RSS stays flat as the corpus grows. A last row
+(``--single-file``) indexes one large text file alone: its text is held once, but its chunks
+go on to the model and the writer a window at a time, so it costs about its own size, not a
+multiple of it.
 
 Embedding gigabytes with the real model takes days on 2 cores, so by default a tiny random
 BERT (2 layers, 32 dimensions; made on the fly, with the default model's tokenizer) stands in:
 reading, chunking with the real tokenizer, batching and writing parts are the same code, and
 those are what could hold memory. ``--model default`` uses the real model instead.
 
-    python bench/memory.py [--sizes 25,50,100] [--model tiny|default|NAME]
+    python bench/memory.py [--sizes 25,50,100] [--single-file 48] [--model tiny|default|NAME]
 """
 
 from __future__ import annotations
@@ -42,8 +45,9 @@ def paragraphs() -> list[str]:
     return found
 
 
-def write_folder(folder: Path, size: int, pool: list[str], seed: int) -> int:
-    """Mixed documents totalling about ``size`` bytes; returns the number of files."""
+def write_folder(folder: Path, size: int, pool: list[str], seed: int, big_size: int = BIG_FILE) -> int:
+    """Mixed documents totalling about ``size`` bytes, one of them a text file of ``big_size``
+    bytes; returns the number of files."""
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
@@ -52,7 +56,7 @@ def write_folder(folder: Path, size: int, pool: list[str], seed: int) -> int:
     big.parent.mkdir()
     with open(big, "w", encoding="utf-8") as handle:
         written = 0
-        while written < min(size // 4, BIG_FILE):
+        while written < min(size, big_size):
             line = f"{rng.choice(pool)} (entry {written})\n\n"
             handle.write(line)
             written += len(line.encode("utf-8"))
@@ -128,6 +132,9 @@ def index_peak_rss(folder: Path, model: str) -> tuple[float, int, dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="25,50,100", help="corpus sizes in MB, comma-separated")
+    parser.add_argument(
+        "--single-file", type=int, default=48, help="MB of one text file indexed alone (0: none)"
+    )
     parser.add_argument("--model", default="tiny")
     parser.add_argument("--work", type=Path, default=ROOT / "bench" / ".work" / "memory")
     args = parser.parse_args()
@@ -139,23 +146,36 @@ def main() -> None:
     for number, size_mb in enumerate(int(s) for s in args.sizes.split(",")):
         folder = args.work / f"corpus-{size_mb}mb"
         files = write_folder(folder, size_mb * MB, pool, seed=number)
-        corpus = sum(
-            p.stat().st_size for p in folder.rglob("*") if p.is_file() and ".semindex" not in p.parts
-        )
-        seconds, peak, report = index_peak_rss(folder, model)
-        rows.append((corpus, files, report["chunks"], seconds, peak))
-        shutil.rmtree(folder)
-        print(
-            f"{corpus / MB:8.1f} MB  {files:6} files  {report['chunks']:8} chunks  {seconds:7.1f} s  "
-            f"peak RSS {peak / MB:7.1f} MB",
-            flush=True,
-        )
+        rows.append(measure(folder, files, model, ""))
     first, last = rows[0], rows[-1]
     print(
         f"\ncorpus x{last[0] / first[0]:.1f} ({first[0] / MB:.0f} -> {last[0] / MB:.0f} MB): peak RSS "
         f"x{last[4] / first[4]:.2f} ({first[4] / MB:.0f} -> {last[4] / MB:.0f} MB); "
         f"largest peak {max(r[4] for r in rows) / MB:.0f} MB"
     )
+    if args.single_file:
+        folder = args.work / f"single-{args.single_file}mb"
+        size = args.single_file * MB
+        single = measure(
+            folder, write_folder(folder, size, pool, seed=99, big_size=size), model, "  (one file)"
+        )
+        print(
+            f"one {single[0] / MB:.0f} MB file: peak RSS {single[4] / MB:.0f} MB, "
+            f"{(single[4] - first[4]) / MB:+.0f} MB against the {first[0] / MB:.0f} MB corpus of small files"
+        )
+
+
+def measure(folder: Path, files: int, model: str, label: str) -> tuple[int, int, int, float, int]:
+    """Index ``folder`` and print one row: bytes, files, chunks, seconds, peak RSS bytes."""
+    corpus = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and ".semindex" not in p.parts)
+    seconds, peak, report = index_peak_rss(folder, model)
+    shutil.rmtree(folder)
+    print(
+        f"{corpus / MB:8.1f} MB  {files:6} files  {report['chunks']:8} chunks  {seconds:7.1f} s  "
+        f"peak RSS {peak / MB:7.1f} MB{label}",
+        flush=True,
+    )
+    return corpus, files, report["chunks"], seconds, peak
 
 
 if __name__ == "__main__":

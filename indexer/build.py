@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from indexer.chunking import chunk_document
+from indexer.chunking import iter_chunks
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SentenceTransformerEmbedder, load_embedder
 from indexer.errors import (
@@ -430,22 +430,26 @@ def _document_chunks(
                 for note in document.notes:
                     _record_skip(report, note, config.strict)
                     skips.append(note)
-                chunks = chunk_document(document, embedder.tokenizer, settings)
-                if not chunks:
+                found = 0
+                for chunks in iter_chunks(document, embedder.tokenizer, settings):
+                    found += len(chunks)
+                    chunk_count += len(chunks)
+                    yield chunks, None  # a large file goes on to the model a window at a time
+                if not found:
                     where = f"{source.path}#{document.record_id}" if document.record_id else source.path
                     empty = SkippedFile(where, "empty or whitespace-only")
                     report.skipped.append(empty)
                     skips.append(empty)
                     continue
-                chunk_count += len(chunks)
-                yield chunks, None
         except StrictModeError:
             raise
         except Exception as exc:  # one bad file must not stop the build
-            failure = SkippedFile(source.path, f"failed: {type(exc).__name__}: {exc}", failed=True)
+            # Chunks already handed on stay indexed (the file's entry then says where it broke off).
+            after = f" after {chunk_count} chunks" if chunk_count else ""
+            failure = SkippedFile(source.path, f"failed{after}: {type(exc).__name__}: {exc}", failed=True)
             _record_skip(report, failure, config.strict)
             skips.append(failure)
-            failed = True
+            failed = not chunk_count
         entries[source.path] = _entry_for(source, digest, chunk_count, skips, failed)
         indexed = chunk_count > 0
         report.files_indexed += indexed

@@ -8,16 +8,14 @@ space between words, and never fall inside a word unless one word alone exceeds 
 
 from __future__ import annotations
 
-import bisect
 import hashlib
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Protocol
 
 from indexer.config import ResolvedChunking
-from indexer.headings import SEPARATOR, Outline, document_headings
+from indexer.headings import SEPARATOR, Heading, Outline, document_headings, markdown_headings
 from indexer.records import Chunk, Document
 
 # Strength of a cut between two tokens.
@@ -119,14 +117,23 @@ def _overlap_start(strengths: Sequence[int], lo: int, end: int) -> int:
     return word_start
 
 
-class _LineIndex:
-    """Maps character offsets to 1-based line numbers."""
+class _LineCounter:
+    """1-based line numbers of offsets visited in increasing order, counted as it goes (no
+    table of every newline of a large file)."""
 
     def __init__(self, text: str) -> None:
-        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        self._text, self._offset, self._line = text, 0, 1
 
     def line_of(self, offset: int) -> int:
-        return bisect.bisect_left(self._newlines, offset) + 1
+        if offset < self._offset:  # not expected (starts only grow), but stay correct
+            self._offset, self._line = 0, 1
+        self._line += self._text.count("\n", self._offset, offset)
+        self._offset = offset
+        return self._line
+
+    def line_after(self, start: int, offset: int) -> int:
+        """The line of ``offset``, counted from ``start`` (whose line was the last asked)."""
+        return self._line + self._text.count("\n", start, offset)
 
 
 def content_hash(text: str) -> str:
@@ -135,48 +142,69 @@ def content_hash(text: str) -> str:
 
 
 def chunk_document(document: Document, tokenizer: Tokenizer, settings: ResolvedChunking) -> list[Chunk]:
-    """Split one document into chunks that each fit the model's input.
+    """Split one document into chunks that each fit the model's input (see ``iter_chunks``)."""
+    return [chunk for window in iter_chunks(document, tokenizer, settings) for chunk in window]
 
-    A document with pages is chunked page by page, so that every chunk lies on one page. In
-    Markdown and reStructuredText, each chunk records the headings in effect where it starts
-    (its ``section``), which is embedded with it; room for it is kept in the token budget.
+
+def iter_chunks(
+    document: Document, tokenizer: Tokenizer, settings: ResolvedChunking
+) -> Iterator[list[Chunk]]:
+    """Split one document into chunks that each fit the model's input, a window at a time.
+
+    A large file is tokenized and chunked about ``WINDOW_CHARS`` characters at a time, and each
+    window's chunks are yielded before the next is read, so the caller can embed and write them
+    without holding every chunk of the file. A document with pages is chunked page by page, so
+    that every chunk lies on one page. In Markdown and reStructuredText, each chunk records the
+    headings in effect where it starts (its ``section``), which is embedded with it; room for it
+    is kept in the token budget.
     """
     text = document.text
     suffix = PurePosixPath(document.source.path).suffix.lower()
-    outline = Outline(document_headings(text, suffix) if document.format == "text" else [])
+    outline = Outline(_headings(document, suffix))
     sections = _SectionContext(outline, tokenizer, settings.max_tokens // 4)
     budget = settings.max_tokens - sections.budget
     segments = document.pages or ((None, 0, len(text)),)
-    placed: list[tuple[int | None, Span]] = []
+    lines = _LineCounter(text)
+    source = document.source
+    ordinal = 0
     for page, start, end in _windows(text, segments):
         offsets = [(a + start, b + start) for a, b in tokenizer.token_offsets(text[start:end])]
         spans = plan_spans(text, offsets, budget, min(settings.overlap_tokens, budget // 2 - 1))
-        placed.extend((page, span) for span in _enforce_limit(text, spans, tokenizer, budget))
-    lines = _LineIndex(text)
-    source = document.source
-    chunks = []
-    for ordinal, (page, span) in enumerate(placed):
-        piece = text[span.start : span.end]
-        section, section_tokens = sections.at(span.start)
-        chunks.append(
-            Chunk(
-                path=source.path,
-                ordinal=ordinal,
-                text=piece,
-                char_start=span.start,
-                char_end=span.end,
-                start_line=document.line or lines.line_of(span.start),
-                end_line=document.line or lines.line_of(span.end - 1),
-                content_hash=content_hash(piece),
-                file_size=source.size,
-                file_mtime=source.mtime,
-                tokens=span.tokens + section_tokens,
-                page=page,
-                record=document.record_id,
-                section=section,
+        chunks = []
+        for span in _enforce_limit(text, spans, tokenizer, budget):
+            piece = text[span.start : span.end]
+            section, section_tokens = sections.at(span.start)
+            start_line = document.line or lines.line_of(span.start)
+            end_line = document.line or lines.line_after(span.start, span.end - 1)
+            chunks.append(
+                Chunk(
+                    path=source.path,
+                    ordinal=ordinal,
+                    text=piece,
+                    char_start=span.start,
+                    char_end=span.end,
+                    start_line=start_line,
+                    end_line=end_line,
+                    content_hash=content_hash(piece),
+                    file_size=source.size,
+                    file_mtime=source.mtime,
+                    tokens=span.tokens + section_tokens,
+                    page=page,
+                    record=document.record_id,
+                    section=section,
+                )
             )
-        )
-    return chunks
+            ordinal += 1
+        if chunks:
+            yield chunks
+
+
+def _headings(document: Document, suffix: str) -> list[Heading]:
+    if document.format == "text":
+        return document_headings(document.text, suffix)
+    if document.format == "odt":  # its extractor writes headings as "# Title" lines
+        return markdown_headings(document.text)
+    return []
 
 
 WINDOW_CHARS = 200_000

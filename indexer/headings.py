@@ -20,6 +20,8 @@ MAX_TITLE_CHARS = 200
 _FENCE = re.compile(r"^ {0,3}(```|~~~)")
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _RST_ADORNMENT = re.compile(r"^([=\-~^\"'`#*+:.<>_])\1{2,}[ \t]*$")
+# YAML front matter (Jekyll, Hugo, Obsidian): a first line of ``---`` closed by ``---`` or ``...``.
+FRONT_MATTER_MAX_LINES = 200
 
 
 @dataclass(frozen=True)
@@ -48,12 +50,30 @@ def _atx_title(rest: str) -> str:
     return title[:MAX_TITLE_CHARS]
 
 
+def front_matter_lines(lines: list[tuple[int, str]]) -> int:
+    """How many leading lines are YAML front matter (0 when there is none).
+
+    Its text stays in the chunks (tags and titles are worth finding), but its closing ``---``
+    must not make the line above it a setext heading.
+    """
+    if not lines or lines[0][1].rstrip() != "---":
+        return 0
+    for number in range(1, min(len(lines), FRONT_MATTER_MAX_LINES)):
+        if lines[number][1].rstrip() in ("---", "..."):
+            return number + 1
+    return 0
+
+
 def markdown_headings(text: str) -> list[Heading]:
-    """ATX (``# Title``) and setext (underlined) headings, outside fenced code blocks."""
+    """ATX (``# Title``) and setext (underlined) headings, outside fenced code blocks and
+    front matter."""
     headings: list[Heading] = []
     in_fence = False
     lines = _lines(text)
+    skip = front_matter_lines(lines)
     for number, (start, line) in enumerate(lines):
+        if number < skip:
+            continue
         if _FENCE.match(line):
             in_fence = not in_fence
             continue
@@ -63,7 +83,7 @@ def markdown_headings(text: str) -> list[Heading]:
         if atx:
             headings.append(Heading(start, len(atx.group(1)), _atx_title(atx.group(2))))
             continue
-        if number and _SETEXT.match(line) and lines[number - 1][1].strip():
+        if number > skip and _SETEXT.match(line) and lines[number - 1][1].strip():
             previous_start, previous = lines[number - 1]
             if not _ATX.match(previous) and not (headings and headings[-1].start == previous_start):
                 level = 1 if line.strip()[0] == "=" else 2

@@ -24,6 +24,15 @@ def _is_virtualenv(path: Path) -> bool:
         return False
 
 
+def _holds_index(path: Path) -> bool:
+    """Whether ``path`` is another semindex index (or one being written); False when the folder
+    cannot be looked into, which ``list_folder`` then reports."""
+    try:
+        return is_index_folder(path) or (path / LOCK_FILE).exists()
+    except OSError:
+        return False
+
+
 def _printable_name(rel: str) -> str | None:
     """None if ``rel`` is valid UTF-8; else a readable version of it (bad bytes escaped)."""
     try:
@@ -127,7 +136,7 @@ class _Walk:
             return False
         if self.filter is not None and not self.filter.wants_folder(self.relative(path)):
             return False
-        if is_index_folder(path) or (path / LOCK_FILE).exists():
+        if _holds_index(path):
             return False  # another semindex index (or one being written) inside the folder
         try:
             stat = path.stat()
@@ -157,7 +166,7 @@ class _Walk:
                     yield SkippedFile(rel, "link leads outside the indexed folder")
                     return
                 if any(target == e or target.is_relative_to(e) for e in self.excluded) or any(
-                    is_index_folder(folder) or (folder / LOCK_FILE).exists()
+                    _holds_index(folder)
                     for folder in (target, *target.parents)
                     if folder.is_relative_to(self.root)
                 ):

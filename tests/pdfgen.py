@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 
-def make_pdf(pages: list[str]) -> bytes:
-    """A valid PDF whose page i shows ``pages[i]`` (an empty string makes a page without text)."""
+def make_pdf(pages: list[str], broken: frozenset[int] = frozenset()) -> bytes:
+    """A valid PDF whose page i shows ``pages[i]`` (an empty string makes a page without text);
+    the pages numbered in ``broken`` (from 0) get a content stream that cannot be decoded."""
     objects: list[bytes] = []
     count = len(pages)
     kids = " ".join(f"{3 + 2 * i} 0 R" for i in range(count))
@@ -19,7 +20,8 @@ def make_pdf(pages: list[str]) -> bytes:
         )
         escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
         stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode() if text else b""
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        extra = b" /Filter /FlateDecode" if i in broken else b""  # not deflated: decoding fails
+        objects.append(b"<< /Length %d%s >>\nstream\n" % (len(stream), extra) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
     out = bytearray(b"%PDF-1.4\n")
     offsets = []

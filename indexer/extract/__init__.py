@@ -22,7 +22,7 @@ from indexer.records import Document, SkippedFile, SourceFile
 # Formats that need a parser this version does not have, or that hold no text.
 UNSUPPORTED_EXTENSIONS = frozenset(
     {
-        ".doc", ".odt", ".xlsx", ".xls", ".pptx", ".ppt", ".epub", ".rtf",
+        ".doc", ".xlsx", ".xls", ".pptx", ".ppt", ".epub", ".rtf",
         ".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff", ".ico", ".svgz", ".heic",
         ".zip", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar", ".tar", ".zst",
         ".exe", ".dll", ".so", ".dylib", ".o", ".a", ".class", ".jar", ".pyc", ".wasm",
@@ -32,6 +32,7 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 )  # fmt: skip
 HTML_EXTENSIONS = frozenset({".html", ".htm", ".xhtml"})
 SNIFF_BYTES = 8192
+ODT_MIMETYPE = b"application/vnd.oasis.opendocument.text"  # stored first, uncompressed
 SCANNED = "no extractable text — scanned image?"
 
 
@@ -40,6 +41,10 @@ def _sniff_format(suffix: str, data: bytes) -> str:
         return "pdf"
     if suffix == ".docx" or (data.startswith(b"PK\x03\x04") and b"word/document.xml" in data[:65536]):
         return "docx"
+    if suffix == ".odt" or (
+        data.startswith(b"PK\x03\x04") and data[30:38] == b"mimetype" and ODT_MIMETYPE in data[:100]
+    ):
+        return "odt"
     head = data[:1024].lstrip().lower()
     if suffix in HTML_EXTENSIONS or head.startswith((b"<!doctype html", b"<html")):
         return "html"
@@ -93,6 +98,10 @@ def extract_file(source: SourceFile, max_file_size: int) -> Document | SkippedFi
             from indexer.extract.docx import docx_text
 
             return _finish(Document(source, docx_text(data, max_file_size), format="docx"))
+        if kind == "odt":
+            from indexer.extract.odt import odt_text
+
+            return _finish(Document(source, odt_text(data, max_file_size), format="odt"))
     except InputError as exc:
         return SkippedFile(source.path, str(exc), failed=True)
     if looks_binary(data, SNIFF_BYTES):
@@ -120,8 +129,13 @@ def _pdf_document(source: SourceFile, data: bytes) -> Document | SkippedFile:
     notes: list[SkippedFile] = []
     parts: list[str] = []
     offset = 0
-    for number, raw in enumerate(pdf_pages(data), start=1):
+    failed = 0
+    for number, (raw, error) in enumerate(pdf_pages(data), start=1):
         text = clean_text(raw).strip()
+        if error is not None:
+            failed += 1
+            notes.append(SkippedFile(f"{source.path}#page={number}", error, failed=True))
+            continue
         if not text:
             notes.append(SkippedFile(f"{source.path}#page={number}", SCANNED))
             continue
@@ -132,5 +146,7 @@ def _pdf_document(source: SourceFile, data: bytes) -> Document | SkippedFile:
         parts.append(text)
         offset += len(text)
     if not pages:
+        if failed:
+            return SkippedFile(source.path, f"no readable page ({notes[0].reason})", failed=True)
         return SkippedFile(source.path, SCANNED)
     return Document(source, "".join(parts), format="pdf", pages=tuple(pages), notes=tuple(notes))

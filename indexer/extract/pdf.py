@@ -7,11 +7,24 @@ import logging
 
 from indexer.errors import InputError
 
+_PARSE_ERRORS = (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError, RecursionError)
 
-def pdf_pages(data: bytes) -> list[str]:
-    """The text of each page, in order; a page without a text layer gives ''.
 
-    Raises InputError when the file cannot be parsed (truncated, encrypted, not a PDF).
+def _page_text(page: object) -> tuple[str, str | None]:
+    """A page's text and, when the page cannot be read, why (its text is then '')."""
+    from pypdf.errors import PyPdfError
+
+    try:
+        return page.extract_text() or "", None  # type: ignore[attr-defined]
+    except (PyPdfError, *_PARSE_ERRORS) as exc:
+        return "", f"unreadable page ({type(exc).__name__}: {exc})"
+
+
+def pdf_pages(data: bytes) -> list[tuple[str, str | None]]:
+    """The text of each page, in order, with the reason a page could not be read (else None);
+    a page without a text layer gives ''. One broken page does not cost the others.
+
+    Raises InputError when the file itself cannot be parsed (truncated, encrypted, not a PDF).
     """
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
@@ -21,8 +34,8 @@ def pdf_pages(data: bytes) -> list[str]:
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted:
             raise InputError("encrypted PDF; decrypt it to index it")
-        return [page.extract_text() or "" for page in reader.pages]
+        return [_page_text(page) for page in reader.pages]
     except InputError:
         raise
-    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
+    except (PyPdfError, *_PARSE_ERRORS) as exc:
         raise InputError(f"unreadable PDF ({type(exc).__name__}: {exc})") from exc

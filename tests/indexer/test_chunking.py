@@ -179,3 +179,21 @@ def test_long_text_is_chunked_window_by_window(tokenizer: ModelTokenizer, monkey
     covered = "".join(text[c.char_start : c.char_end] for c in windowed)
     assert all(f"Paragraph {i}." in covered for i in range(300))
     assert abs(len(windowed) - len(whole)) <= len(whole) // 10
+
+
+def test_a_large_file_is_chunked_a_window_at_a_time(tokenizer: ModelTokenizer) -> None:
+    """Guards against holding every chunk of a large file: chunks come out window by window,
+    numbered on across windows, with the line numbers a full count gives."""
+    from indexer.chunking import WINDOW_CHARS, iter_chunks
+
+    lines = [f"Entry {i}: {PARAGRAPH}" if i % 3 else "" for i in range(6000)]
+    text = "\n".join(lines)
+    assert len(text) > 3 * WINDOW_CHARS
+    windows = list(iter_chunks(document(text), tokenizer, ResolvedChunking(128, 16)))
+    assert len(windows) >= 3
+    chunks = [c for w in windows for c in w]
+    assert [c.ordinal for c in chunks] == list(range(len(chunks)))
+    for chunk in chunks[:: max(1, len(chunks) // 50)] + chunks[-3:]:
+        assert chunk.start_line == text.count("\n", 0, chunk.char_start) + 1
+        assert chunk.end_line == text.count("\n", 0, chunk.char_end - 1) + 1
+        assert text[chunk.char_start : chunk.char_end] == chunk.text

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from indexer.embedding import SentenceTransformerEmbedder
 from indexer.extract import extract_file
 from indexer.extract.text import decode_text, looks_binary
 from indexer.records import Document, SkippedFile, SourceFile
@@ -150,3 +151,85 @@ def test_control_characters_never_reach_the_text(tmp_path: Path) -> None:
     document = extract_file(source(path, tmp_path), 1 << 20)
     assert isinstance(document, Document)
     assert document.text.isprintable() and "alert" in document.text
+
+
+def _without_root_override() -> list[str] | None:
+    """A command prefix under which file permissions apply, or None where none can be had.
+
+    As root, permission bits are not checked unless the capabilities that override them are
+    dropped; util-linux ``setpriv`` does that for one process. Other users need nothing.
+    """
+    if os.geteuid() != 0:
+        return []
+    import shutil
+
+    if shutil.which("setpriv") is None:
+        return None
+    caps = "-dac_override,-dac_read_search"
+    return ["setpriv", f"--inh-caps={caps}", f"--bounding-set={caps}"]
+
+
+def test_permission_denied_files_and_folders_are_named_and_skipped(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    prefix = _without_root_override()
+    if prefix is None:
+        pytest.skip("running as root without setpriv: permission bits cannot be enforced")
+    probe = subprocess.run([*prefix, "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot drop the root override here: {probe.stderr.decode().strip()}")
+    folder = write_files(
+        tmp_path / "d",
+        {
+            "owls.txt": "Owls hunt at night on silent wings.",
+            "secret.txt": "Nobody may read this file.",
+            "locked/inside.txt": "Nor this one.",
+        },
+    )
+    (folder / "secret.txt").chmod(0)
+    (folder / "locked").chmod(0)
+    try:
+        run = [*prefix, sys.executable, "-m", "cli", "index", str(folder), "--json", "-q"]
+        done = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        report = json.loads(done.stdout)
+        assert report["files_indexed"] == 1 and report["failed"] == 2
+        assert {(s["path"], s["reason"]) for s in report["skipped"]} == {
+            ("secret.txt", "cannot read: Permission denied"),
+            ("locked", "cannot list folder: Permission denied"),
+        }
+        strict = subprocess.run([*run, "--strict"], cwd=ROOT, capture_output=True, text=True)
+        assert strict.returncode == 1 and "Permission denied" in strict.stderr
+        found = subprocess.run(
+            [sys.executable, "-m", "cli", "search", "night birds", "--json", "--index", str(folder)],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert [hit["path"] for hit in json.loads(found.stdout)["results"]] == ["owls.txt"]
+    finally:
+        (folder / "locked").chmod(0o755)
+        (folder / "secret.txt").chmod(0o644)
+
+
+def test_a_file_that_vanishes_after_the_walk_is_skipped(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    from indexer.build import build_index
+    from indexer.pipeline import BuildProgress
+
+    folder = write_files(tmp_path / "d", {"stays.txt": "Tea grows on hills.", "goes.txt": "Gone soon."})
+
+    def delete_when_reading_starts(progress: BuildProgress) -> None:
+        if progress.stage == "loading model":
+            (folder / "goes.txt").unlink(missing_ok=True)
+
+    report = build_index(folder, embedder=embedder, progress=delete_when_reading_starts)
+    assert report.files_indexed == 1
+    assert [(s.path, s.reason, s.failed) for s in report.skipped] == [
+        ("goes.txt", "cannot read: No such file or directory", True)
+    ]

@@ -189,3 +189,101 @@ def test_bad_patterns_are_clear_errors(tmp_path: Path) -> None:
     for include, exclude in (((), ("!",)), (("[z-a]",), ())):
         with pytest.raises(InputError, match="invalid pattern"):
             PathFilter(tmp_path, include, exclude)
+
+
+ODT_CONTENT = """<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0"
+ xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0" office:version="1.3">
+<office:body><office:text>
+<text:h text:outline-level="1">Beekeeping</text:h>
+<text:h text:outline-level="2">Winter care</text:h>
+<text:p>Bees cluster<text:s text:c="2"/>together and shiver to keep the queen warm.<office:annotation>
+<text:p>reviewer remark</text:p></office:annotation></text:p>
+<text:list><text:list-item><text:p>Leave enough <text:span>honey</text:span> in the hive.</text:p>
+</text:list-item></text:list>
+<table:table><table:table-row><table:table-cell><text:p>hive</text:p></table:table-cell>
+<table:table-cell><text:p>weight<text:tab/>kg</text:p></table:table-cell></table:table-row></table:table>
+</office:text></office:body></office:document-content>"""
+
+
+def odt_bytes(content: str = ODT_CONTENT) -> bytes:
+    """A minimal OpenDocument text file, laid out as LibreOffice writes one."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("mimetype", "application/vnd.oasis.opendocument.text", zipfile.ZIP_STORED)
+        archive.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+        archive.writestr("META-INF/manifest.xml", "<manifest/>", zipfile.ZIP_DEFLATED)
+    return buffer.getvalue()
+
+
+def test_odt_text_headings_and_failures(tmp_path: Path, embedder: SentenceTransformerEmbedder) -> None:
+    from indexer.errors import InputError
+    from indexer.extract.odt import odt_text
+
+    text = odt_text(odt_bytes(), 1 << 20)
+    assert text.startswith("# Beekeeping\n\n## Winter care\n\nBees cluster  together and shiver")
+    assert "Leave enough honey in the hive." in text and "hive\tweight\tkg" in text
+    assert "reviewer remark" not in text
+    with pytest.raises(InputError, match="unpacks to"):
+        odt_text(odt_bytes(), 100)
+    entity_bomb = '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]><x>&a;</x>'
+    folder = write_files(
+        tmp_path / "d",
+        {
+            "hives.odt": odt_bytes(),
+            "renamed.bin": odt_bytes(),  # found by its content, not its name
+            "truncated.odt": odt_bytes()[:50],
+            "bomb.odt": odt_bytes(entity_bomb),
+        },
+    )
+    report = build_index(folder, embedder=embedder)
+    reasons = {s.path: s.reason for s in report.skipped if s.failed}
+    assert set(reasons) == {"truncated.odt", "bomb.odt"}
+    assert reasons["truncated.odt"].startswith("unreadable .odt")
+    index = Index.open(folder / ".semindex", embedder=embedder)
+    hit = index.search("how do bees survive the cold months", k=1, per_doc=None)[0]
+    assert hit.path in ("hives.odt", "renamed.bin")
+    rows = pq.read_table(folder / ".semindex" / "chunks", columns=["path", "text"]).to_pylist()
+    assert {r["path"]: r["text"][:28] for r in rows} == {
+        "hives.odt": "# Beekeeping\n\n## Winter care",
+        "renamed.bin": "# Beekeeping\n\n## Winter care",
+    }
+
+
+def test_front_matter_is_text_not_a_heading() -> None:
+    from indexer.headings import markdown_headings
+
+    text = "---\ntitle: Trip notes\ntags: [travel]\n---\n\n# Lisbon\n\nTrams.\n\nFood\n---\n\nPastries."
+    assert [h.title for h in markdown_headings(text)] == ["Lisbon", "Food"]
+    assert [h.title for h in markdown_headings("Intro line\n---\n\nBody")] == ["Intro line"]
+
+
+def test_one_unreadable_pdf_page_keeps_the_others(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pypdf import PageObject
+
+    real = PageObject.extract_text
+
+    def flaky(page: PageObject, *args: object, **kwargs: object) -> str:
+        text = real(page, *args, **kwargs)
+        if "page two" in text:
+            raise KeyError("/Font")  # what pypdf raises on some broken resource dictionaries
+        return text
+
+    monkeypatch.setattr(PageObject, "extract_text", flaky)
+    folder = write_files(
+        tmp_path / "d",
+        {"book.pdf": make_pdf(["Lighthouses guide ships.", "page two", "Harbours shelter boats."])},
+    )
+    report = build_index(folder, embedder=embedder)
+    notes = {s.path: (s.reason, s.failed) for s in report.skipped}
+    assert notes == {"book.pdf#page=2": ("unreadable page (KeyError: '/Font')", True)}
+    assert report.files_indexed == 1
+    pages = pq.read_table(folder / ".semindex" / "chunks", columns=["page"]).column("page").to_pylist()
+    assert pages == [1, 3]
+    with pytest.raises(StrictModeError, match=r"book\.pdf#page=2"):
+        build_index(folder, embedder=embedder, config=BuildConfig(strict=True), rebuild=True)
