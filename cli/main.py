@@ -149,6 +149,14 @@ def index(
         bool,
         typer.Option("--strict", help="Stop with an error at the first file that fails to read or parse."),
     ] = False,
+    onnx: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--onnx/--no-onnx",
+            help="Store an ONNX copy of the model (about 90 MB for the default) so that queries start "
+            "in well under a second without torch (default: keep the index's choice; on for a new index).",
+        ),
+    ] = None,
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Replace an existing index even if built with other settings.")
     ] = False,
@@ -189,6 +197,7 @@ def index(
             id_field=id_field,
             text_fields=tuple(f.strip() for f in text_fields.split(",") if f.strip())
             or _fail("--text-fields needs at least one field name", 2),
+            query_model=onnx,
         )
         if dry_run:
             from indexer.build import plan_update
@@ -393,6 +402,7 @@ def search(
             except SemindexError as exc:
                 _fail(str(exc), 2)
     found_any = True
+    _without_pandas()
     with _errors():
         from cli.output import format_results, to_json
         from search import Index
@@ -596,6 +606,21 @@ def similarity(
         for i in range(len(texts)):
             for j in range(i + 1, len(texts)):
                 typer.echo(f"{matrix[i, j]:.4f}  {shorten(texts[i])!r}  ~  {shorten(texts[j])!r}")
+
+
+def _without_pandas() -> None:
+    """Keep pandas out of a query's process. pyarrow imports pandas (0.2 s) the first time it
+    builds or converts a table, when pandas is installed; semindex never needs it."""
+    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
+        sys.meta_path.insert(0, _NoPandas())
+
+
+class _NoPandas:
+    """An import finder that reports pandas missing (pyarrow then does without it)."""
+
+    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {name!r} (semindex search does without it)")
 
 
 def run() -> None:

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from indexer.chunking import iter_chunks
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
-from indexer.embedding import SentenceTransformerEmbedder, load_embedder
+from indexer.embedding import SemindexWarning, SentenceTransformerEmbedder, load_embedder
 from indexer.errors import (
     IndexExistsError,
     IndexWriteError,
     InputError,
+    ModelError,
     NothingToIndexError,
     StrictModeError,
 )
@@ -25,6 +29,7 @@ from indexer.extract.records import RecordFields
 from indexer.filetable import FileEntry, mtime_us, write_file_table
 from indexer.manifest import MANIFEST_FILE, IndexManifest, PartRef
 from indexer.models import resolve_model
+from indexer.onnx_model import add_query_model, query_model_files
 from indexer.paths import resolve_path
 from indexer.pipeline import BuildProgress, Pipeline, ProgressCallback
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
@@ -37,6 +42,7 @@ from indexer.store import (
     collect_garbage,
     commit,
     file_sha256,
+    new_id,
     remove_index_folder,
 )
 from indexer.walk import PathFilter, walk_folder
@@ -237,7 +243,10 @@ def _build_locked(
     affected = {part for path in dropped for part in old_files[path].parts}
     # Format 1 and parts without keyword postings are rewritten (their vectors are kept).
     migrate = previous is not None and any(not part.has_keywords for part in old_parts)
-    nothing_to_do = not state.to_read and not affected and not state.touched and not migrate
+    query_model = _query_model_change(existing, target, config)
+    nothing_to_do = (
+        not state.to_read and not affected and not state.touched and not migrate and not query_model
+    )
     if previous is not None and not nothing_to_do:
         affected.update(part.id for part in old_parts if not part.has_keywords)
         small = [p.id for p in old_parts if p.id not in affected and p.rows < config.part_rows // 4]
@@ -271,7 +280,8 @@ def _build_locked(
         report.written, report.version = False, previous.manifest.version
         return report  # nothing changed: nothing is written
 
-    if state.to_read or embedder is not None or explicit_chunking or existing is None:
+    export = query_model == "add"
+    if state.to_read or embedder is not None or explicit_chunking or existing is None or export:
         _notify(progress, "loading model", started)
         loading = time.perf_counter()
         embedder = embedder or load_embedder(model)
@@ -308,6 +318,12 @@ def _build_locked(
             pipeline.flush()
         parts = [p for p in old_parts if p.id not in affected] + writer.finish()
         manifest = _new_manifest(current, existing, parts, model_facts, settings, extraction, root)
+        if export and embedder is not None:
+            manifest.query_model = _export_query_model(embedder, target)
+        elif query_model == "drop":
+            manifest.query_model = {"format": "none", "reason": "turned off (--no-onnx)"}
+        elif existing is not None:
+            manifest.query_model = existing.query_model
         if manifest.counts["chunks"] == 0 and previous is None:
             raise NothingToIndexError(_nothing_message(root, report))
         report.emptied = manifest.counts["chunks"] == 0  # every document is gone: so is the index
@@ -332,6 +348,31 @@ def _build_locked(
         writer.abort()
         raise
     return report
+
+
+def _query_model_change(existing: IndexManifest | None, target: Path, config: BuildConfig) -> str | None:
+    """What this write does to the index's ONNX query model: "add", "drop" or nothing (None).
+
+    ``config.query_model`` None keeps the index's choice: an index gets one unless it was turned
+    off, or an export of its model failed before (that is not tried again).
+    """
+    facts = existing.query_model if existing is not None else None
+    has = query_model_files(facts)
+    if config.query_model is False:
+        return "drop" if has or facts is None else None
+    if facts is not None and not has and config.query_model is None:
+        return None  # turned off, or the model cannot be exported
+    if has and all((target / f).is_file() for f in has):
+        return None
+    return "add" if importlib.util.find_spec("onnxruntime") is not None else None
+
+
+def _export_query_model(embedder: SentenceTransformerEmbedder, target: Path) -> dict[str, Any]:
+    try:
+        return add_query_model(embedder, target, new_id())
+    except ModelError as exc:
+        warnings.warn(f"{exc}; queries will load the model with torch", SemindexWarning, stacklevel=2)
+        return {"format": "none", "reason": str(exc)}
 
 
 def _notify(progress: ProgressCallback | None, stage: str, started: float) -> None:

@@ -64,8 +64,11 @@ class BuildConfig:
     text_fields: tuple[str, ...] = ("title", "text")
     embed_batch_chunks: int = 1024  # chunks gathered and sorted by length before embedding
     embed_slice_chunks: int = 64  # chunks per model call within a batch (progress granularity)
-    row_group_size: int = 4096
+    row_group_size: int = 512  # a hit reads its row group: small groups make cold queries fast
     part_rows: int = 65_536  # rows per part: an update rewrites only the parts its files touch
+    # Store an ONNX export of the model so queries need no torch: True adds one, False removes
+    # it, None keeps what the index has (a new index gets one).
+    query_model: bool | None = None
 
     @classmethod
     def from_extraction(cls, stored: dict[str, Any], **settings: Any) -> BuildConfig:

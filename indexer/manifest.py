@@ -217,6 +217,7 @@ class IndexManifest:
     updated_at: str = field(default_factory=utc_now)
     versions: dict[str, str] = field(default_factory=library_versions)
     build: dict[str, Any] = field(default_factory=dict)
+    query_model: dict[str, Any] | None = None  # the ONNX export queries use (indexer/onnx_model.py)
     format: str = FORMAT_NAME
     format_version: int = FORMAT_VERSION
     files: dict[str, dict[str, Any]] | None = None  # format 1 only: its two files

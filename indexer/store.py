@@ -44,6 +44,7 @@ from indexer.manifest import (
     PartRef,
     is_index_folder,
 )
+from indexer.onnx_model import QUERY_MODEL_DIR, query_model_files
 from indexer.records import Chunk
 
 CHUNK_SCHEMA = pa.schema(
@@ -70,8 +71,9 @@ DEFAULT_PART_ROWS = 65_536
 # Names semindex writes inside an index folder; nothing else there is ever deleted.
 _OUR_TOP = re.compile(
     r"manifest\.json|manifest\.json\.tmp-[0-9a-f]{12}|\.manifest\.json\.tmp|semindex\.lock|chunks|vectors|keywords|"
-    r"files-[0-9a-f]{16}\.parquet|index\.faiss|chunks\.parquet"
+    r"files-[0-9a-f]{16}\.parquet|index\.faiss|chunks\.parquet|query-model"
 )
+_OUR_QUERY_MODEL = re.compile(r"(model-[0-9a-f]{16}\.onnx|tokenizer-[0-9a-f]{16}\.json)(\.tmp)?")
 _OUR_CHUNKS = re.compile(r"part-[0-9a-f]{16}\.parquet")
 _OUR_VECTORS = re.compile(r"part-[0-9a-f]{16}\.faiss")
 _OUR_KEYWORDS = re.compile(r"part-[0-9a-f]{16}\.npz")
@@ -225,7 +227,7 @@ class PartWriter:
     directory: Path
     dimension: int
     part_rows: int = DEFAULT_PART_ROWS
-    row_group_size: int = 4096
+    row_group_size: int = 512
     parts: list[PartRef] = field(default_factory=list)
     paths_in_part: dict[str, set[str]] = field(default_factory=dict)
     count: int = 0
@@ -374,6 +376,7 @@ def _listed(manifest: IndexManifest | None) -> set[str]:
         names.update((part.chunks_name, part.vectors_name, part.keywords_name))
     if manifest.file_table:
         names.add(str(manifest.file_table["name"]))
+    names.update(query_model_files(manifest.query_model))
     return names
 
 
@@ -391,6 +394,7 @@ def garbage(directory: Path, manifest: IndexManifest | None) -> list[tuple[str, 
         (CHUNKS_DIR, _OUR_CHUNKS),
         (VECTORS_DIR, _OUR_VECTORS),
         (KEYWORDS_DIR, _OUR_KEYWORDS),
+        (QUERY_MODEL_DIR, _OUR_QUERY_MODEL),
     ):
         parts = directory / folder
         if parts.is_dir() and not parts.is_symlink():
@@ -412,7 +416,7 @@ def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str
 def remove_index_folder(directory: Path) -> None:
     """Delete an index folder that holds nothing but semindex's own files."""
     collect_garbage(directory, None)
-    for name in (LOCK_FILE, CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
+    for name in (LOCK_FILE, CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR, QUERY_MODEL_DIR):
         with contextlib.suppress(OSError):
             path = directory / name
             path.rmdir() if path.is_dir() else path.unlink()
@@ -452,11 +456,18 @@ def check_file(path: Path, facts: dict[str, Any], full: bool = False) -> None:
         )
 
 
-def read_vectors(directory: Path, manifest: IndexManifest, part: PartRef) -> Any:
-    """Load a part's FAISS file and check it against the manifest."""
+def read_vectors(directory: Path, manifest: IndexManifest, part: PartRef, mmap: bool = False) -> Any:
+    """Load a part's FAISS file and check it against the manifest.
+
+    ``mmap`` maps the stored vectors instead of copying them (a cold query then starts without
+    reading every vector first). Files are never changed once written, and their size has been
+    checked against the manifest, so the mapping stays valid, even after a newer version deletes it.
+    """
     path = directory / part.vectors_name
+    faiss = _faiss()
+    flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) if mmap else 0
     try:
-        index = _faiss().read_index(str(path))
+        index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise IndexCorruptError(f"{path} is not a readable FAISS index; " + REBUILD_HINT) from exc
     if index.metric_type != _faiss().METRIC_INNER_PRODUCT:
@@ -480,6 +491,10 @@ def all_vectors(index: Any) -> np.ndarray:
     return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
 
 
+_IDENTITY = ("path", "record", "content_hash")
+IDENTITY_GROUPS = 4096  # row groups whose identity columns stay cached (a few hundred bytes a row)
+
+
 class ChunkTable:
     """Reads chunk rows of one part by row number, one row group at a time.
 
@@ -497,6 +512,7 @@ class ChunkTable:
         self._starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cache_groups = cache_groups
+        self._identities: OrderedDict[int, tuple[list[Any], ...]] = OrderedDict()
 
     def _group(self, number: int) -> pa.Table:
         table = self._cache.get(number)
@@ -513,6 +529,27 @@ class ChunkTable:
         else:
             self._cache.move_to_end(number)
         return table
+
+    def identity(self, row_id: int) -> tuple[str, str | None, str]:
+        """A row's (path, record, content_hash), read with those columns of its row group only:
+        grouping and duplicate checks look at a few hundred candidates, never at every row."""
+        if not 0 <= row_id < self.num_rows:
+            raise IndexCorruptError(f"row {row_id} is outside {self.path}; " + REBUILD_HINT)
+        group = int(np.searchsorted(self._starts, row_id, side="right")) - 1
+        columns = self._identities.get(group)
+        if columns is None:
+            try:
+                table = self._file.read_row_group(group, columns=list(_IDENTITY))
+            except (OSError, pa.ArrowException) as exc:
+                raise IndexCorruptError(
+                    f"cannot read chunk rows of {self.path} ({exc}); " + REBUILD_HINT
+                ) from exc
+            columns = tuple(table.column(name).to_pylist() for name in _IDENTITY)
+            self._identities[group] = columns
+            if len(self._identities) > IDENTITY_GROUPS:
+                self._identities.popitem(last=False)
+        offset = row_id - int(self._starts[group])
+        return columns[0][offset], columns[1][offset], columns[2][offset]
 
     def column(self, name: str) -> pa.ChunkedArray:
         """One whole column, read through the open file."""

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 from indexer.errors import SemindexError
 from indexer.filetable import read_file_table
 from indexer.manifest import IndexManifest, PartRef
+from indexer.onnx_model import check_query_model
 from indexer.store import CHUNK_SCHEMA, all_vectors, check_part_files, garbage, read_vectors
 
 
@@ -75,6 +76,7 @@ def verify_index(directory: Path) -> VerifyReport:
         except SemindexError as exc:
             report.problems.append(str(exc))
     _check_file_table(directory, manifest, paths_in_parts, report)
+    report.problems.extend(check_query_model(directory, manifest.query_model))
     leftovers = _leftovers(directory, manifest)
     if leftovers:
         report.notes.append(

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from indexer.errors import QueryError
 from indexer.store import CHUNK_SCHEMA, ChunkTable
@@ -89,6 +88,8 @@ def _row_mtimes(
     recorded = columns.column("file_mtime").cast(pa.int64()).to_numpy(zero_copy_only=False)
     if not file_mtimes:
         return recorded
+    import pyarrow.compute as pc  # 80 ms to import: only when a filter needs it
+
     encoded = pc.dictionary_encode(paths).combine_chunks()
     names = encoded.dictionary.to_pylist()
     per_name = np.array([file_mtimes.get(n, -1) for n in names], dtype=np.int64)
@@ -108,6 +109,8 @@ def mask(
     paths = columns.column("path")
     allowed = np.ones(len(paths), dtype=bool)
     if filters.path or filters.ext:
+        import pyarrow.compute as pc
+
         encoded = pc.dictionary_encode(paths).combine_chunks()
         names = encoded.dictionary.to_pylist()
         ok = np.ones(len(names), dtype=bool)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -11,11 +12,12 @@ from typing import Any, Optional
 import numpy as np
 
 from indexer.config import INDEX_DIRNAME
-from indexer.embedding import Embedder, load_embedder
+from indexer.embedding import Embedder, SemindexWarning, SentenceTransformerEmbedder, load_embedder
 from indexer.errors import (
     REBUILD_HINT,
     IndexCorruptError,
     IndexNotFoundError,
+    ModelError,
     ModelMismatchError,
     QueryError,
     SemindexError,
@@ -23,6 +25,7 @@ from indexer.errors import (
 from indexer.filetable import read_file_table
 from indexer.manifest import IndexManifest, is_index_folder
 from indexer.models import resolve_model
+from indexer.onnx_model import OnnxQueryEmbedder, query_model_files
 from indexer.paths import resolve_path
 from search.filters import Filters, PartColumns, mask, parse_moment
 from search.keyword import KeywordSearcher
@@ -33,6 +36,8 @@ from search.snippets import make_snippet
 
 MAX_QUERY_CHARS = 10_000
 MODES = ("hybrid", "dense", "keyword")
+BACKENDS = ("auto", "onnx", "torch")
+ONNX_HINT = "update it with: semindex index FOLDER (it adds one), or open it with backend='torch'"
 DEFAULT_MODE = "hybrid"  # the best of the three on SciFact's training queries (bench/scifact.py)
 HYBRID_DEPTH = 100  # how deep each ranking is read before fusing
 
@@ -95,6 +100,8 @@ class Index:
         parts: list[OpenPart],
         embedder: Embedder | None,
         model: str | None,
+        backend: str = "auto",
+        threads: int | None = None,
     ) -> None:
         self.directory = directory
         self.manifest = manifest
@@ -102,6 +109,7 @@ class Index:
         self._size = sum(int(p.vectors.ntotal) for p in parts)
         self._embedder = embedder
         self._model = model
+        self._backend, self._threads = backend, threads
         self._keyword: KeywordSearcher | None = None
         self._column_cache: dict[int, PartColumns] = {}
         self._mtimes: dict[str, int] | None = None
@@ -113,7 +121,13 @@ class Index:
 
     @classmethod
     def open(
-        cls, path: str | Path | None = None, *, model: str | None = None, embedder: Embedder | None = None
+        cls,
+        path: str | Path | None = None,
+        *,
+        model: str | None = None,
+        embedder: Embedder | None = None,
+        backend: str = "auto",
+        threads: int | None = None,
     ) -> Index:
         """Open the index at ``path`` (default: the nearest ``.semindex`` upwards).
 
@@ -121,12 +135,17 @@ class Index:
             path: The index folder, or a folder that holds a ``.semindex`` index.
             model: Refuse to open unless the index was built with this model (name or path).
             embedder: A loaded model to embed queries with (it must match the index's model).
+            backend: How queries are embedded: "onnx" (the index's ONNX export, no torch),
+                "torch" (sentence-transformers), or "auto" (ONNX when the index has it).
+            threads: CPU threads for the ONNX query model (default: up to 4).
 
         Raises:
             IndexNotFoundError: No index there.
             IndexCorruptError: A file of the index is missing, damaged or inconsistent.
             ModelMismatchError: ``model`` or ``embedder`` differs from the index's model.
         """
+        if backend not in BACKENDS:
+            raise QueryError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
         directory = index_location(path)
         manifest, parts = _open_version(directory)
         if model is not None:
@@ -141,13 +160,17 @@ class Index:
                 f"the index at {directory} was built with model {manifest.model_name}, "
                 f"but the embedder given is {embedder.name}"
             )
-        return cls(directory, manifest, parts, embedder, model)
+        return cls(directory, manifest, parts, embedder, model, backend, threads)
 
     @property
     def embedder(self) -> Embedder:
-        """The index's own model, loaded on first use."""
+        """The index's own model, loaded on first use: its ONNX export when the index has one
+        (no torch needed), else the sentence-transformers model."""
         if self._embedder is None:
-            embedder = load_embedder(self._model or self.manifest.model_name)
+            onnx = self._onnx_embedder() if self._backend != "torch" else None
+            embedder: OnnxQueryEmbedder | SentenceTransformerEmbedder = (
+                onnx if onnx is not None else load_embedder(self._model or self.manifest.model_name)
+            )
             if embedder.dimension != self.manifest.dimension:
                 raise ModelMismatchError(
                     f"model {embedder.name} makes {embedder.dimension}-dimensional vectors, the index "
@@ -158,6 +181,33 @@ class Index:
                 embedder = embedder.with_query_prefix(prefix)  # query the index the way it was built
             self._embedder = embedder
         return self._embedder
+
+    def _onnx_embedder(self) -> OnnxQueryEmbedder | None:
+        facts = self.manifest.query_model
+        model = self.manifest.model
+        if not query_model_files(facts) or self._model not in (None, self.manifest.model_name):
+            if self._backend == "onnx":
+                raise ModelError(f"the index at {self.directory} has no ONNX query model; {ONNX_HINT}")
+            return None
+        assert facts is not None
+        try:
+            return OnnxQueryEmbedder(
+                self.directory,
+                facts,
+                self.manifest.model_name,
+                self.manifest.dimension,
+                str(model.get("query_prefix") or ""),
+                threads=self._threads,
+                document_prefix=str(model.get("document_prefix") or ""),
+            )
+        except ImportError as exc:
+            problem = f"onnxruntime is not installed ({exc})"
+        except Exception as exc:  # onnxruntime reports a damaged or missing file in its own types
+            problem = f"its ONNX query model cannot be loaded ({str(exc).strip().splitlines()[0]})"
+        if self._backend == "onnx":
+            raise ModelError(f"the index at {self.directory}: {problem}; {ONNX_HINT}")
+        warnings.warn(f"{problem}; loading the model with torch instead", SemindexWarning, stacklevel=4)
+        return None
 
     def __len__(self) -> int:
         return self._size
@@ -378,11 +428,8 @@ class Index:
     def _identity(self, key: Key) -> tuple[str, str]:
         """A candidate's document and content hash (for grouping and duplicates); each record of
         a record file is a document of its own."""
-        columns = self._columns(key[0])
-        path = columns.column("path")[key[1]].as_py()
-        record = columns.column("record")[key[1]].as_py()
-        document = path if record is None else f"{path}#{record}"
-        return document, columns.column("content_hash")[key[1]].as_py()
+        path, record, content_hash = self._parts[key[0]].rows.identity(key[1])
+        return (path if record is None else f"{path}#{record}"), content_hash
 
     def _results(self, query: str | None, groups: list[Selected]) -> list[SearchResult]:
         keys = [s.key for s in groups] + [d for s in groups for d in s.duplicates]

@@ -34,7 +34,7 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
     parts = []
     for ref in manifest.part_refs:
         check_part_files(directory, ref)
-        vectors = read_vectors(directory, manifest, ref)
+        vectors = read_vectors(directory, manifest, ref, mmap=True)
         rows = ChunkTable(directory / ref.chunks_name)
         if rows.num_rows != vectors.ntotal:
             raise IndexCorruptError(
