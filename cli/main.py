@@ -6,6 +6,7 @@ need them, so ``semindex --help`` stays instant.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import warnings
@@ -43,6 +44,24 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="Model name or folder (default: all-MiniLM-L6-v2, shipped offline)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+ThreadsOption = Annotated[
+    Optional[int],
+    typer.Option(
+        "--threads",
+        metavar="N",
+        min=1,
+        help="Cap CPU threads for torch, FAISS, BLAS and onnxruntime together "
+        "(default: $SEMINDEX_THREADS, else each library's own).",
+    ),
+]
+DeviceOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--device",
+        metavar="DEVICE",
+        help="Where to embed: cpu, cuda, cuda:1, mps (default: a CUDA GPU when there is one, else cpu).",
+    ),
+]
 IncludeOption = Annotated[
     Optional[list[str]],
     typer.Option(
@@ -149,6 +168,16 @@ def index(
         bool,
         typer.Option("--strict", help="Stop with an error at the first file that fails to read or parse."),
     ] = False,
+    index_type: Annotated[
+        Optional[str],
+        typer.Option(
+            "--index-type",
+            metavar="TYPE",
+            help="Vector index: flat (exact), hnsw, ivf or ivfpq (approximate, for large indexes), "
+            "or auto (flat up to 100,000 chunks, then hnsw). Later updates keep it "
+            "(default: the index's own; auto for a new index).",
+        ),
+    ] = None,
     onnx: Annotated[
         Optional[bool],
         typer.Option(
@@ -170,6 +199,8 @@ def index(
         bool, typer.Option("--wait", help="If another semindex is writing this index, wait for it.")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Build the index of FOLDER (in FOLDER/.semindex unless --index says otherwise), or update it.
@@ -177,11 +208,14 @@ def index(
     An existing index is brought up to date: only new and changed files are read, and only
     chunks whose text is new are embedded.
     """
+    _runtime(threads, device)
     with _errors():
         from cli.progress import BuildProgressBar
         from indexer.build import build_index
         from indexer.config import BuildConfig, ChunkingConfig
 
+        if index_type is not None and index_type not in ("auto", "flat", "hnsw", "ivf", "ivfpq"):
+            _fail(f"--index-type must be auto, flat, hnsw, ivf or ivfpq (got {index_type!r})", 2)
         chunking = None
         if chunk_tokens is not None or overlap_tokens is not None:
             try:
@@ -198,6 +232,7 @@ def index(
             text_fields=tuple(f.strip() for f in text_fields.split(",") if f.strip())
             or _fail("--text-fields needs at least one field name", 2),
             query_model=onnx,
+            index_type=index_type,
         )
         if dry_run:
             from indexer.build import plan_update
@@ -379,6 +414,7 @@ def search(
         typer.Option("--min-score", help="Drop hits below this cosine (BM25 score in keyword mode)."),
     ] = None,
     model: ModelOption = None,
+    threads: ThreadsOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search an index by meaning and keywords and print the best matches, best first.
@@ -402,6 +438,7 @@ def search(
             except SemindexError as exc:
                 _fail(str(exc), 2)
     found_any = True
+    _runtime(threads)
     _without_pandas()
     with _errors():
         from cli.output import format_results, to_json
@@ -495,11 +532,14 @@ def watch(
         bool, typer.Option("--poll", help="Poll for changes (for network drives where events do not arrive).")
     ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Keep the index of FOLDER up to date as files change, until Ctrl-C (one update per batch of changes)."""
     if debounce < 0:
         _fail(f"--debounce must be 0 or more seconds (got {debounce})", 2)
+    _runtime(threads, device)
     with _errors():
         from cli.output import printable, to_json
         from indexer.records import BuildReport
@@ -555,6 +595,8 @@ def eval_command(
     ] = None,
     model: ModelOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Score retrieval on judged data: index a BEIR corpus (or reuse its index) and print
@@ -563,6 +605,7 @@ def eval_command(
     for name in modes:
         if name not in ("hybrid", "dense", "keyword"):
             _fail(f"--mode must be hybrid, dense or keyword (got {name!r})", 2)
+    _runtime(threads, device)
     with _errors():
         from cli.output import to_json
         from cli.progress import BuildProgressBar
@@ -587,11 +630,14 @@ def eval_command(
 def similarity(
     texts: Annotated[list[str], typer.Argument(help="Two or more texts to compare.")],
     model: ModelOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Print the cosine similarity of each pair of TEXTS (pooled, normalised embeddings)."""
     if len(texts) < 2:
         _fail("give at least two texts to compare", 2)
+    _runtime(threads, device)
     with _errors():
         from cli.output import shorten, to_json
         from indexer.embedding import load_embedder
@@ -606,6 +652,24 @@ def similarity(
         for i in range(len(texts)):
             for j in range(i + 1, len(texts)):
                 typer.echo(f"{matrix[i, j]:.4f}  {shorten(texts[i])!r}  ~  {shorten(texts[j])!r}")
+
+
+def _runtime(threads: int | None, device: str | None = None) -> None:
+    """Apply --threads (else $SEMINDEX_THREADS) and --device for this process."""
+    from indexer.threads import set_threads
+
+    if threads is None and os.environ.get("SEMINDEX_THREADS"):
+        try:
+            threads = int(os.environ["SEMINDEX_THREADS"])
+        except ValueError:
+            _fail(f"SEMINDEX_THREADS must be a whole number (got {os.environ['SEMINDEX_THREADS']!r})", 2)
+    if threads is not None and threads < 1:
+        _fail(f"--threads must be at least 1 (got {threads})", 2)
+    set_threads(threads)
+    if device is not None:
+        from indexer.embedding import set_default_device
+
+        set_default_device(device)
 
 
 def _without_pandas() -> None:

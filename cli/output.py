@@ -110,11 +110,24 @@ def format_info(info: dict[str, Any]) -> str:
         ("size on disk", human_bytes(info["size_bytes"])),
         ("created", info["created_at"]),
         ("updated", f"{info['updated_at']} (version {info['version']})"),
-        ("vector index", f"{info['faiss_type']} in {info['parts']} part{'s' if info['parts'] != 1 else ''}"),
+        ("vector index", _vector_index(info)),
+        ("query model", "ONNX (no torch needed)" if info.get("query_model") == "onnx" else "torch"),
         ("chunking", f"{chunking.get('max_tokens')} tokens, overlap {chunking.get('overlap_tokens')}"),
     ]
     width = max(len(name) for name, _ in rows)
     return "\n".join(f"{name + ':':<{width + 1}} {value}" for name, value in rows)
+
+
+def _vector_index(info: dict[str, Any]) -> str:
+    faiss = info.get("faiss") or {}
+    parts = f"{info['parts']} part{'s' if info['parts'] != 1 else ''}"
+    text = f"{info['faiss_type']} in {parts}"
+    if faiss.get("choice"):
+        text += f" ({'chosen by size' if faiss['choice'] == 'auto' else 'chosen with --index-type'})"
+    if info["faiss_type"] != "flat" and "recall_at_10" in faiss:
+        settings = ", ".join(f"{k}={v}" for k, v in sorted((faiss.get("params") or {}).items()))
+        text += f"; recall@10 {faiss['recall_at_10']:.3f} against exact search ({settings})"
+    return text
 
 
 def shorten(text: str, limit: int = 60) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from indexer.ann import INDEX_TYPES, choose_type, prepare_parts
 from indexer.chunking import iter_chunks
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SemindexWarning, SentenceTransformerEmbedder, load_embedder
@@ -244,8 +245,19 @@ def _build_locked(
     # Format 1 and parts without keyword postings are rewritten (their vectors are kept).
     migrate = previous is not None and any(not part.has_keywords for part in old_parts)
     query_model = _query_model_change(existing, target, config)
+    retype = existing is not None and _index_type(
+        config, existing, int(existing.counts.get("chunks", 0))
+    ) != (
+        _stored_type(existing),
+        existing.faiss.get("choice", "auto"),
+    )
     nothing_to_do = (
-        not state.to_read and not affected and not state.touched and not migrate and not query_model
+        not state.to_read
+        and not affected
+        and not state.touched
+        and not migrate
+        and not query_model
+        and not retype
     )
     if previous is not None and not nothing_to_do:
         affected.update(part.id for part in old_parts if not part.has_keywords)
@@ -318,6 +330,11 @@ def _build_locked(
             pipeline.flush()
         parts = [p for p in old_parts if p.id not in affected] + writer.finish()
         manifest = _new_manifest(current, existing, parts, model_facts, settings, extraction, root)
+        kind, choice = _index_type(config, existing, manifest.counts["chunks"])
+        fresh = {p.id for p in writer.parts}
+        previous_faiss = existing.faiss if existing is not None else None
+        parts, manifest.faiss = prepare_parts(target, manifest, parts, kind, choice, previous_faiss, fresh)
+        manifest.parts = [p.to_dict() for p in parts]
         if export and embedder is not None:
             manifest.query_model = _export_query_model(embedder, target)
         elif query_model == "drop":
@@ -348,6 +365,22 @@ def _build_locked(
         writer.abort()
         raise
     return report
+
+
+def _stored_type(manifest: IndexManifest) -> str:
+    kind = str(manifest.faiss.get("type", "flat"))
+    return kind if kind in INDEX_TYPES else "flat"  # "IndexFlatIP" before index types existed
+
+
+def _index_type(config: BuildConfig, existing: IndexManifest | None, total: int) -> tuple[str, str]:
+    """The FAISS structure this write gives the index, and whether the user chose it."""
+    if config.index_type not in (None, "auto"):
+        if config.index_type not in INDEX_TYPES:
+            raise InputError(f"--index-type must be auto or one of {', '.join(INDEX_TYPES)}")
+        return config.index_type, "user"
+    if config.index_type is None and existing is not None and existing.faiss.get("choice") == "user":
+        return _stored_type(existing), "user"
+    return choose_type(total), "auto"
 
 
 def _query_model_change(existing: IndexManifest | None, target: Path, config: BuildConfig) -> str | None:

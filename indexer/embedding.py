@@ -18,6 +18,7 @@ import numpy as np
 
 from indexer.errors import ModelError
 from indexer.models import ModelRef, check_hub_reachable, resolve_model
+from indexer.threads import apply_to_torch
 
 
 class SemindexWarning(UserWarning):
@@ -223,8 +224,15 @@ def _load_sentence_transformer(ref: ModelRef, device: str | None) -> Any:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=FutureWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            return SentenceTransformer(ref.location, device=device, local_files_only=ref.is_local)
+            loaded = SentenceTransformer(ref.location, device=device, local_files_only=ref.is_local)
+            apply_to_torch()  # a --threads cap, now that torch is imported
+            return loaded
     except Exception as exc:  # the loaders raise OSError, ValueError, HTTP errors, ...
+        if device is not None and ("device" in str(exc).lower() or "cuda" in str(exc).lower()):
+            raise ModelError(
+                f"cannot use device {device!r} ({str(exc).strip().splitlines()[0]}); "
+                "pass --device cpu, or a device this machine has"
+            ) from exc
         where = (
             "its folder may be incomplete"
             if ref.is_local
@@ -239,6 +247,19 @@ def _cached_embedder(ref: ModelRef, device: str | None) -> SentenceTransformerEm
     return SentenceTransformerEmbedder(ref, device)
 
 
+_default_device: str | None = None
+
+
+def set_default_device(device: str | None) -> None:
+    """The device models load on when none is named (None: a CUDA GPU if present, else cpu)."""
+    global _default_device
+    _default_device = device
+
+
 def load_embedder(model: str | None = None, device: str | None = None) -> SentenceTransformerEmbedder:
-    """Load (once per process) the model named by ``model``; None means the default model."""
-    return _cached_embedder(resolve_model(model), device)
+    """Load (once per process) the model named by ``model``; None means the default model.
+
+    ``device`` (default: ``set_default_device``'s, else a CUDA GPU when one is present, else the
+    CPU) is where it embeds.
+    """
+    return _cached_embedder(resolve_model(model), device or _default_device)

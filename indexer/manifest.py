@@ -19,6 +19,8 @@ from indexer.errors import REBUILD_HINT, IndexCorruptError, IndexNotFoundError
 FORMAT_NAME = "semindex"
 FORMAT_VERSION = 2
 MANIFEST_FILE = "manifest.json"
+ANN_DIR = "ann"  # one approximate-search file per part of a large index (indexer/ann.py)
+ANN_NAME = re.compile(r"ann/part-[0-9a-f]{16}\.faiss")
 CHUNKS_DIR = "chunks"  # one Parquet file per part: read the folder with pandas or DuckDB
 VECTORS_DIR = "vectors"  # one FAISS file per part
 KEYWORDS_DIR = "keywords"  # one BM25 postings file per part
@@ -137,8 +139,14 @@ def _parts_problem(data: dict[str, Any]) -> str | None:
         if not _is_int(part.get("rows")):
             return f"{where}.rows is not a whole number"
         files = part.get("files")
-        if not isinstance(files, dict) or set(files) - {"keywords"} != {"chunks", "vectors"}:
+        if not isinstance(files, dict) or set(files) - {"keywords", "ann"} != {"chunks", "vectors"}:
             return f"{where}.files must describe its chunks and vectors (and keywords)"
+        if "ann" in files and not (
+            isinstance(files["ann"], dict)
+            and isinstance(files["ann"].get("name"), str)
+            and ANN_NAME.fullmatch(files["ann"]["name"])
+        ):
+            return f"{where}.files.ann does not name an ANN file"  # it names a file to read
         if "terms" in part and not _is_int(part["terms"]):
             return f"{where}.terms is not a whole number"
         for kind, facts in files.items():
@@ -186,6 +194,12 @@ class PartRef:
     def keywords_name(self) -> str:
         """The keyword postings file's path inside the index folder."""
         return f"{KEYWORDS_DIR}/part-{self.id}.npz"
+
+    @property
+    def ann(self) -> dict[str, Any] | None:
+        """The part's ANN file (its name, type and checksums), if it has one (indexer/ann.py)."""
+        facts = self.files.get("ann")
+        return facts if isinstance(facts, dict) and isinstance(facts.get("name"), str) else None
 
     @property
     def has_keywords(self) -> bool:

@@ -25,6 +25,7 @@ import numpy as np
 
 from indexer.embedding import SentenceTransformerEmbedder, normalize_rows
 from indexer.errors import ModelError
+from indexer.threads import chosen_threads
 
 QUERY_MODEL_DIR = "query-model"
 OPSET = 17
@@ -184,8 +185,10 @@ def query_model_files(facts: dict[str, Any] | None) -> list[str]:
 
 
 def default_threads() -> int:
-    """Threads for one query: all cores up to 4 (a single short query gains nothing beyond)."""
-    return max(1, min(4, os.cpu_count() or 1))
+    """Threads for one query: half the cores, up to 4. A short query gains little from more, and
+    on a small machine a second thread fighting other work for a core costs more than it gives
+    (bench/warm.py: on 2 busy cores, 8.5 ms a query with one thread, 11-16 ms with two)."""
+    return max(1, min(4, (os.cpu_count() or 1) // 2))
 
 
 class OnnxQueryEmbedder:
@@ -208,9 +211,11 @@ class OnnxQueryEmbedder:
         self.query_prefix, self.document_prefix = query_prefix, document_prefix
         self._names = list(facts["inputs"])
         options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or default_threads()
+        options.intra_op_num_threads = threads or chosen_threads() or default_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3  # errors only
+        # Idle threads sleep instead of spinning: a server waiting for queries burns no CPU.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = onnxruntime.InferenceSession(
             str(directory / facts["model"]), options, providers=["CPUExecutionProvider"]
         )

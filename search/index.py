@@ -84,6 +84,8 @@ class IndexInfo:
     faiss_type: str
     chunking: dict[str, Any]
     versions: dict[str, str]
+    faiss: dict[str, Any]  # type, who chose it, search settings, measured recall@10
+    query_model: str  # "onnx" when queries need no torch
 
     def to_dict(self) -> dict[str, Any]:
         """Return the info as JSON-ready data."""
@@ -458,6 +460,10 @@ class Index:
         if self.manifest.file_table:
             listed.append(self.manifest.file_table)
         size = sum(int(f.get("bytes", 0)) for f in listed)
+        query = self.manifest.query_model or {}
+        size += int(query.get("bytes", 0)) if query.get("format") == "onnx" else 0
+        faiss = dict(self.manifest.faiss)
+        faiss["type"] = faiss["type"] if faiss.get("type") in ("flat", "hnsw", "ivf", "ivfpq") else "flat"
         return IndexInfo(
             path=str(self.directory),
             model=self.manifest.model_name,
@@ -469,9 +475,11 @@ class Index:
             updated_at=self.manifest.updated_at,
             version=int(self.manifest.version),
             parts=len(self._parts),
-            faiss_type=str(self.manifest.faiss.get("type", "")),
+            faiss_type=str(faiss["type"]),
             chunking=dict(self.manifest.chunking),
             versions=dict(self.manifest.versions),
+            faiss=faiss,
+            query_model="onnx" if query_model_files(query) else "torch",
         )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from indexer.ann import RERANK, rescore, search_params
 from indexer.errors import REBUILD_HINT, IndexCorruptError
 from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
@@ -27,6 +28,9 @@ class OpenPart:
     vectors: Any
     rows: ChunkTable
     keywords: KeywordPart | None = None
+    ann: Any = None  # the part's approximate-search index, if the index type gives it one
+    ann_type: str = "flat"
+    ann_params: dict[str, Any] | None = None
 
 
 def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
@@ -52,8 +56,29 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
                 raise IndexCorruptError(
                     f"{path} has {keywords.num_rows} rows, not {ref.rows}; {REBUILD_HINT}"
                 )
-        parts.append(OpenPart(ref, vectors, rows, keywords))
+        ann, ann_type = None, "flat"
+        if ref.ann is not None:
+            ann, ann_type = _read_ann(directory, ref, manifest.dimension), str(ref.ann.get("type"))
+        params = dict(manifest.faiss.get("params") or {})
+        parts.append(OpenPart(ref, vectors, rows, keywords, ann, ann_type, params))
     return parts
+
+
+def _read_ann(directory: Path, ref: PartRef, dimension: int) -> Any:
+    import faiss
+
+    assert ref.ann is not None
+    path = directory / str(ref.ann["name"])
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError as exc:
+        raise IndexCorruptError(f"{path} is not a readable FAISS index; {REBUILD_HINT}") from exc
+    if index.ntotal != ref.rows or index.d != dimension:
+        raise IndexCorruptError(
+            f"{path} holds {index.ntotal} vectors of {index.d} dimensions, the manifest says "
+            f"{ref.rows} of {dimension}; {REBUILD_HINT}"
+        )
+    return index
 
 
 Hit = tuple[float, int, int]  # (score, part number, row)
@@ -76,14 +101,19 @@ def dense_hits(
         count = int(part.vectors.ntotal) if allowed is None else int(allowed.sum())
         if count == 0:
             continue
-        if allowed is None:
-            scores, ids = part.vectors.search(vectors, min(k, count))
-        else:
+        chooser = None
+        if allowed is not None:
             bits = np.packbits(allowed, bitorder="little")
             chooser = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-            params = faiss.SearchParameters()
-            params.sel = chooser
+        if part.ann is None:
+            params = search_params("flat", {}, chooser) if chooser is not None else None
             scores, ids = part.vectors.search(vectors, min(k, count), params=params)
+        else:
+            wanted = min(k * RERANK if part.ann_type == "ivfpq" else k, count)
+            params = search_params(part.ann_type, part.ann_params or {}, chooser)
+            scores, ids = part.ann.search(vectors, wanted, params=params)
+            if part.ann_type == "ivfpq":  # compressed vectors find candidates; exact ones score them
+                scores, ids = rescore(part.vectors, vectors, ids, min(k, count))
         for query, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
             candidates[query].extend(
                 (float(s), number, int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0

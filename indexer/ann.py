@@ -1,0 +1,295 @@
+"""Approximate nearest-neighbour structures for large indexes, chosen by size and checked.
+
+Every part keeps its exact vectors in ``vectors/part-<id>.faiss`` (a flat index: the source of
+truth for updates, checks and exact scores). Above a size, a part also gets an ANN file,
+``ann/part-<fresh id>.faiss``, that search uses instead of scanning every vector:
+
+- ``hnsw``: a graph over the vectors (IndexHNSWFlat). The default for large indexes.
+- ``ivf``: vectors bucketed by a k-means quantiser trained on the part (IndexIVFFlat).
+- ``ivfpq``: the same buckets with vectors compressed to 48 bytes (IndexIVFPQ); candidates are
+  re-scored with the exact vectors, so reported scores stay exact cosines.
+
+Parts too small for a trustworthy structure (an IVF needs at least 39 training vectors per
+bucket) stay flat. After each write the build measures recall@10 of the whole index against
+exact search on sample queries and raises the search effort until it reaches the target.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from indexer.manifest import ANN_DIR, IndexManifest, PartRef
+
+INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq")
+# Below this many chunks an exact scan of every vector takes a few milliseconds (bench/warm.py
+# measures it), so the index stays flat; above it, HNSW answers in well under a millisecond a part.
+FLAT_MAX_ROWS = 100_000
+MIN_ANN_ROWS = 8_192  # a part smaller than this is scanned exactly
+TRAINING_PER_LIST = 39  # FAISS's own floor for k-means: fewer points per centroid is unreliable
+TARGET_RECALL = 0.95
+CHECK_QUERIES = 200
+RERANK = 8  # an ivfpq search reads k * RERANK candidates and re-scores them exactly
+_EFFORT = {"hnsw": ("efSearch", 32, 512), "ivf": ("nprobe", 8, 1024), "ivfpq": ("nprobe", 8, 1024)}
+
+
+def choose_type(total_rows: int) -> str:
+    """The index type for an index of ``total_rows`` chunks when the user has not chosen one."""
+    return "flat" if total_rows <= FLAT_MAX_ROWS else "hnsw"
+
+
+def lists_for(rows: int) -> int:
+    """IVF buckets for a part of ``rows`` vectors: about 4·√rows, a power of two, and never more
+    than the training data supports."""
+    wanted = 2 ** round(math.log2(max(16.0, 4 * math.sqrt(max(rows, 1)))))
+    while wanted > 16 and rows < TRAINING_PER_LIST * wanted:
+        wanted //= 2
+    return wanted
+
+
+def build_params(kind: str) -> dict[str, Any]:
+    """Construction settings of an index type (the search effort is tuned afterwards)."""
+    if kind == "hnsw":
+        return {"M": 32, "efConstruction": 80, "efSearch": 32}
+    if kind in ("ivf", "ivfpq"):
+        return {"nprobe": 8} | ({"m": 48, "nbits": 8} if kind == "ivfpq" else {})
+    return {}
+
+
+def build_ann(kind: str, vectors: np.ndarray, params: dict[str, Any]) -> Any | None:
+    """An ANN index over one part's unit vectors, or None when the part should stay flat."""
+    import faiss
+
+    index: Any
+    rows, dimension = vectors.shape
+    if kind == "flat" or rows < MIN_ANN_ROWS:
+        return None
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(params["efConstruction"])
+        index.add(vectors)
+        return index
+    lists = lists_for(rows)
+    if rows < TRAINING_PER_LIST * lists:
+        return None
+    quantiser = faiss.IndexFlatIP(dimension)
+    if kind == "ivf":
+        index = faiss.IndexIVFFlat(quantiser, dimension, lists, faiss.METRIC_INNER_PRODUCT)
+    else:
+        m = int(params["m"]) if dimension % int(params["m"]) == 0 else _divisor_near(dimension, 48)
+        nbits = int(params["nbits"])
+        if rows < TRAINING_PER_LIST * (1 << nbits):
+            return None
+        index = faiss.IndexIVFPQ(quantiser, dimension, lists, m, nbits, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = 1234  # the same part gives the same buckets on every run
+    index.train(vectors)
+    index.add(vectors)
+    return index
+
+
+def _divisor_near(dimension: int, wanted: int) -> int:
+    return min((d for d in range(1, dimension + 1) if dimension % d == 0), key=lambda d: abs(d - wanted))
+
+
+def set_effort(index: Any, kind: str, params: dict[str, Any]) -> None:
+    """Apply the tuned search effort (efSearch or nprobe) to an opened ANN index."""
+    if kind == "hnsw":
+        index.hnsw.efSearch = int(params.get("efSearch", 32))
+    elif kind in ("ivf", "ivfpq"):
+        index.nprobe = min(int(params.get("nprobe", 8)), int(index.nlist))
+
+
+def search_params(kind: str, params: dict[str, Any], selector: Any) -> Any:
+    """FAISS search parameters for one search: the tuned effort and an optional id selector."""
+    import faiss
+
+    out: Any
+    if kind == "hnsw":
+        out = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]
+        out.efSearch = int(params.get("efSearch", 32))
+    elif kind in ("ivf", "ivfpq"):
+        out = faiss.SearchParametersIVF()
+        out.nprobe = int(params.get("nprobe", 8))
+    else:
+        out = faiss.SearchParameters()
+    if selector is not None:
+        out.sel = selector
+    return out
+
+
+def sample_queries(pool: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Query-like vectors near the data: the normalised sum of two stored vectors from ``pool``
+    plus noise (a stored vector itself would be found trivially)."""
+    rng = np.random.default_rng(seed)
+    if len(pool) == 0 or count == 0:
+        return np.zeros((0, pool.shape[1] if pool.ndim == 2 else 0), dtype=np.float32)
+    a = pool[rng.integers(0, len(pool), count)]
+    b = pool[rng.integers(0, len(pool), count)]
+    noise = rng.standard_normal(a.shape).astype(np.float32) * (0.5 / math.sqrt(a.shape[1]))
+    out = a + b + noise
+    return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall_at(exact: list[list[tuple[int, int]]], found: list[list[tuple[int, int]]], k: int) -> float:
+    """Mean share of each query's exact top ``k`` that the approximate search found."""
+    if not exact:
+        return 1.0
+    shares = [
+        len(set(e[:k]) & set(f[:k])) / max(1, min(k, len(e))) for e, f in zip(exact, found, strict=True)
+    ]
+    return float(np.mean(shares))
+
+
+def effort_levels(kind: str, start: int) -> list[int]:
+    """The search efforts the recall check tries, smallest first."""
+    if kind not in _EFFORT:
+        return [0]
+    _, floor, ceiling = _EFFORT[kind]
+    level, out = max(floor, start), []
+    while level < ceiling:
+        out.append(level)
+        level *= 2
+    return [*out, ceiling]
+
+
+def prepare_parts(
+    directory: Path,
+    manifest: IndexManifest,
+    parts: list[PartRef],
+    kind: str,
+    choice: str,
+    previous: dict[str, Any] | None,
+    fresh: set[str],
+) -> tuple[list[PartRef], dict[str, Any]]:
+    """Give every part the ANN file ``kind`` calls for (or none), then check recall.
+
+    Parts whose ANN file is already of this kind keep it; the others get one built from their
+    exact vectors, under a fresh name (files are never rewritten). ``fresh`` names the parts
+    written by this build. Returns the parts and the manifest's ``faiss`` facts.
+    """
+    import faiss
+
+    from indexer.store import all_vectors, file_facts, fsync_path, new_id, read_vectors
+
+    params = build_params(kind)
+    if previous and previous.get("type") == kind and isinstance(previous.get("params"), dict):
+        params |= {k: v for k, v in previous["params"].items() if k in params}
+    out: list[PartRef] = []
+    changed = bool(fresh)
+    for part in parts:
+        current = part.ann
+        files = {k: v for k, v in part.files.items() if k != "ann"}
+        if kind == "flat" or part.rows < MIN_ANN_ROWS:
+            changed |= current is not None
+            out.append(replace(part, files=files))
+            continue
+        if current is not None and current.get("type") == kind:
+            out.append(part)
+            continue
+        vectors = all_vectors(read_vectors(directory, manifest, part))
+        index = build_ann(kind, vectors, params)
+        if index is None:
+            out.append(replace(part, files=files))
+            continue
+        (directory / ANN_DIR).mkdir(exist_ok=True)
+        name = f"{ANN_DIR}/part-{new_id()}.faiss"
+        faiss.write_index(index, str(directory / name))
+        fsync_path(directory / name)
+        files["ann"] = file_facts(directory / name) | {"name": name, "type": kind}
+        out.append(replace(part, files=files))
+        changed = True
+    if (directory / ANN_DIR).is_dir():
+        fsync_path(directory / ANN_DIR)
+    total = sum(p.rows for p in out)
+    facts: dict[str, Any] = {"type": kind, "choice": choice, "metric": "inner_product", "ntotal": total}
+    if kind == "flat" or not any(p.ann for p in out):
+        return out, facts | {"params": {}, "recall_at_10": 1.0}
+    if not changed and previous and previous.get("type") == kind and "recall_at_10" in previous:
+        return out, facts | {
+            k: previous[k] for k in ("params", "recall_at_10", "recall_check") if k in previous
+        }
+    settings, recall = check_recall(directory, manifest, out, kind, params)
+    check = {"queries": CHECK_QUERIES, "k": 10, "target": TARGET_RECALL, "against": "exact search"}
+    return out, facts | {"params": settings, "recall_at_10": round(recall, 4), "recall_check": check}
+
+
+def check_recall(
+    directory: Path,
+    manifest: IndexManifest,
+    parts: list[PartRef],
+    kind: str,
+    params: dict[str, Any],
+    k: int = 10,
+) -> tuple[dict[str, Any], float]:
+    """Recall@k of the whole index against exact search on sample queries, at rising search
+    efforts; returns the smallest effort that reaches the target (or the largest tried)."""
+    import faiss
+
+    from indexer.store import read_vectors
+
+    rng = np.random.default_rng(7)
+    pool = []
+    total = sum(p.rows for p in parts)
+    for part in parts:  # a sample of stored vectors, in proportion to each part's size
+        flat = read_vectors(directory, manifest, part, mmap=True)
+        take = max(1, round(2 * CHECK_QUERIES * part.rows / max(total, 1)))
+        rows = rng.choice(part.rows, size=min(take, part.rows), replace=False)
+        pool.append(np.stack([flat.reconstruct(int(r)) for r in rows]))
+    queries = sample_queries(np.concatenate(pool), CHECK_QUERIES)
+    name = _EFFORT[kind][0]
+    levels = effort_levels(kind, int(params.get(name, _EFFORT[kind][1])))
+    exact: list[list[tuple[float, int, int]]] = [[] for _ in queries]
+    found: dict[int, list[list[tuple[float, int, int]]]] = {lv: [[] for _ in queries] for lv in levels}
+    for number, part in enumerate(parts):
+        flat = read_vectors(directory, manifest, part, mmap=True)
+        scores, ids = flat.search(queries, min(k, part.rows))
+        for q in range(len(queries)):
+            exact[q] += [(float(s), number, int(i)) for s, i in zip(scores[q], ids[q], strict=True) if i >= 0]
+        ann = faiss.read_index(str(directory / part.ann["name"])) if part.ann else None
+        for level in levels:
+            if ann is None:
+                got_scores, got_ids = scores, ids
+            else:
+                wanted = k * RERANK if kind == "ivfpq" else k
+                got_scores, got_ids = ann.search(
+                    queries, min(wanted, part.rows), params=search_params(kind, {name: level}, None)
+                )
+                if kind == "ivfpq":
+                    got_scores, got_ids = rescore(flat, queries, got_ids, k)
+            for q in range(len(queries)):
+                found[level][q] += [
+                    (float(s), number, int(i))
+                    for s, i in zip(got_scores[q], got_ids[q], strict=True)
+                    if i >= 0
+                ]
+
+    def top(hits: list[tuple[float, int, int]]) -> list[tuple[int, int]]:
+        return [(p, i) for _, p, i in sorted(hits, key=lambda h: (-h[0], h[1], h[2]))[:k]]
+
+    truth = [top(h) for h in exact]
+    recall = 0.0
+    for level in levels:
+        recall = recall_at(truth, [top(h) for h in found[level]], k)
+        if recall >= TARGET_RECALL:
+            return params | {name: level}, recall
+    return params | {name: levels[-1]}, recall
+
+
+def rescore(flat: Any, queries: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact cosines of each query's candidate ids (from the part's flat vectors); best ``k`` kept."""
+    ids = np.asarray(ids, dtype=np.int64)
+    valid = ids >= 0
+    safe = np.where(valid, ids, 0)
+    stored = np.asarray(flat.reconstruct_batch(safe.ravel()), dtype=np.float32)
+    stored = stored.reshape(ids.shape[0], ids.shape[1], -1)
+    exact = np.einsum("qcd,qd->qc", stored, queries)
+    exact[~valid] = -np.inf
+    order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+    scores = np.take_along_axis(exact, order, axis=1).astype(np.float32)
+    out = np.where(np.isfinite(scores), np.take_along_axis(ids, order, axis=1), -1)
+    return scores, out

@@ -1,0 +1,111 @@
+"""Index types: HNSW, IVF and IVF-PQ parts, chosen by size or by the user, with a recall check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import indexer.ann as ann
+from indexer.build import build_index
+from indexer.config import BuildConfig
+from indexer.embedding import SentenceTransformerEmbedder
+from indexer.manifest import IndexManifest
+from indexer.verify import verify_index
+from search import Index
+from search.shards import dense_hits
+from tests.conftest import ROOT, write_files
+
+
+def test_choice_by_size_and_lists() -> None:
+    assert ann.choose_type(1_000) == "flat" and ann.choose_type(ann.FLAT_MAX_ROWS) == "flat"
+    assert ann.choose_type(ann.FLAT_MAX_ROWS + 1) == "hnsw"
+    assert ann.lists_for(65_536) == 1024 and ann.lists_for(10_000) == 256
+    for rows in (700, 5_000, 65_536, 1_000_000):
+        assert rows >= ann.TRAINING_PER_LIST * ann.lists_for(rows) or ann.lists_for(rows) == 16
+
+
+def test_hnsw_on_real_text_survives_updates(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ann, "MIN_ANN_ROWS", 16)  # the sample corpus is far below the real floor
+    folder = tmp_path / "corpus"
+    write_files(folder, {p.relative_to(ROOT / "sample_corpus").as_posix(): p.read_bytes()
+                         for p in (ROOT / "sample_corpus").rglob("*") if p.is_file()})  # fmt: skip
+    build_index(folder, embedder=embedder, config=BuildConfig(index_type="hnsw", part_rows=64))
+    target = folder / ".semindex"
+    manifest = IndexManifest.load(target)
+    assert manifest.faiss["type"] == "hnsw" and manifest.faiss["choice"] == "user"
+    assert manifest.faiss["recall_at_10"] >= ann.TARGET_RECALL
+    assert all(p.ann is not None for p in manifest.part_refs if p.rows >= 16)
+    assert verify_index(target).ok
+    index = Index.open(target, embedder=embedder)
+    assert any(p.ann is not None for p in index._parts)
+    exact = Index.open(target, embedder=embedder)
+    for part in exact._parts:
+        part.ann = None  # the same index searched exhaustively
+    for query in ("how do bees pollinate flowers", "compost heap temperature", "watering houseplants"):
+        fast, slow = index.search(query, k=5, mode="dense"), exact.search(query, k=5, mode="dense")
+        assert [(h.path, h.chunk) for h in fast] == [(h.path, h.chunk) for h in slow]
+        assert np.allclose([h.score for h in fast], [h.score for h in slow], atol=1e-5)
+    changed = next(folder.rglob("*.md"))
+    changed.write_text(changed.read_text() + "\n\nA new closing paragraph about river otters.\n")
+    build_index(folder, embedder=embedder)  # the user's choice holds
+    again = IndexManifest.load(target)
+    assert again.faiss["type"] == "hnsw" and again.faiss["choice"] == "user" and verify_index(target).ok
+    report = build_index(folder, embedder=embedder, config=BuildConfig(index_type="auto"))
+    assert report.written and report.chunks_embedded == 0
+    flat = IndexManifest.load(target)
+    assert flat.faiss["type"] == "flat" and all(p.ann is None for p in flat.part_refs)
+    assert not list((target / "ann").glob("*.faiss")), "replaced ANN files are collected"
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+def test_ivf_types_reach_the_recall_target(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, kind: str
+) -> None:
+    """12,000 vectors near real embeddings (mixtures of the sample corpus's chunks): enough to
+    train IVF buckets and PQ codes; recall is checked against an exhaustive search here too."""
+    texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "sample_corpus").rglob("*.md"))]
+    base = embedder.embed_documents([t[i : i + 400] for t in texts for i in range(0, len(t), 400)])
+    rng = np.random.default_rng(3)
+
+    class Mixtures(SentenceTransformerEmbedder):
+        def __init__(self) -> None:
+            self.__dict__.update(embedder.__dict__)
+
+        def embed_documents(self, texts, batch_size=32):  # type: ignore[no-untyped-def]
+            a = base[rng.integers(0, len(base), len(texts))]
+            b = base[rng.integers(0, len(base), len(texts))]
+            out = a + rng.uniform(0.2, 0.8, (len(texts), 1)) * b
+            out += 0.02 * rng.standard_normal(out.shape)
+            return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
+
+    folder = tmp_path / "records"
+    folder.mkdir()
+    with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
+        for number in range(12_000):
+            handle.write(json.dumps({"_id": str(number), "text": f"item {number}"}) + "\n")
+    config = BuildConfig(index_type=kind, records=True, query_model=False)
+    build_index(folder, embedder=Mixtures(), config=config)
+    target = folder / ".semindex"
+    manifest = IndexManifest.load(target)
+    assert manifest.faiss["type"] == kind and manifest.faiss["recall_at_10"] >= ann.TARGET_RECALL
+    (part,) = manifest.part_refs
+    assert part.ann is not None and part.ann["type"] == kind
+    index = Index.open(target, embedder=embedder)
+    queries = ann.sample_queries(base, 50, seed=11)
+    found = dense_hits(index._parts, queries, 10)
+    for opened in index._parts:
+        opened.ann = None
+    truth = dense_hits(index._parts, queries, 10)
+    recall = np.mean(
+        [len({h[1:] for h in f} & {h[1:] for h in t}) / 10 for f, t in zip(found, truth, strict=True)]
+    )
+    assert recall >= 0.9
+    for f, t in zip(found, truth, strict=True):  # scores are exact cosines, even from PQ codes
+        exact = {h[1:]: h[0] for h in t}
+        assert all(abs(exact[h[1:]] - h[0]) < 1e-5 for h in f if h[1:] in exact)
+    assert verify_index(target).ok
