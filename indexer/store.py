@@ -9,6 +9,7 @@ See docs/format.md.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import hashlib
 import os
@@ -516,6 +517,7 @@ class ChunkTable:
         meta = self._file.metadata
         self.num_rows = meta.num_rows
         self._starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+        self._start_list = [int(v) for v in self._starts]
         self._cache: OrderedDict[int, pa.Table] = OrderedDict()
         self._cache_groups = cache_groups
         self._identities: OrderedDict[int, tuple[list[Any], ...]] = OrderedDict()
@@ -541,7 +543,7 @@ class ChunkTable:
         grouping and duplicate checks look at a few hundred candidates, never at every row."""
         if not 0 <= row_id < self.num_rows:
             raise IndexCorruptError(f"row {row_id} is outside {self.path}; " + REBUILD_HINT)
-        group = int(np.searchsorted(self._starts, row_id, side="right")) - 1
+        group = self._group_of(row_id)
         columns = self._identities.get(group)
         if columns is None:
             try:
@@ -554,7 +556,7 @@ class ChunkTable:
             self._identities[group] = columns
             if len(self._identities) > IDENTITY_GROUPS:
                 self._identities.popitem(last=False)
-        offset = row_id - int(self._starts[group])
+        offset = row_id - self._start_list[group]
         return columns[0][offset], columns[1][offset], columns[2][offset]
 
     def column(self, name: str) -> pa.ChunkedArray:
@@ -566,13 +568,33 @@ class ChunkTable:
                 f"cannot read column {name} of {self.path} ({exc}); " + REBUILD_HINT
             ) from exc
 
+    def _group_of(self, row_id: int) -> int:
+        if not 0 <= row_id < self.num_rows:
+            raise IndexCorruptError(f"row {row_id} is outside {self.path}; " + REBUILD_HINT)
+        return bisect.bisect_right(self._start_list, row_id) - 1
+
     def rows(self, row_ids: Iterable[int]) -> list[dict[str, Any]]:
-        """The rows with the given numbers, in the order given."""
+        """The rows with the given numbers, in the order given (row groups not cached yet are
+        read in one call)."""
+        wanted = list(row_ids)
+        groups = [self._group_of(r) for r in wanted]
+        missing = sorted({g for g in groups if g not in self._cache})
+        if len(missing) > 1:
+            try:
+                table = self._file.read_row_groups(missing, use_threads=False)
+            except (OSError, pa.ArrowException) as exc:
+                raise IndexCorruptError(
+                    f"cannot read chunk rows of {self.path} ({exc}); " + REBUILD_HINT
+                ) from exc
+            offset = 0
+            for number in missing:
+                size = int(self._starts[number + 1] - self._starts[number])
+                self._cache[number] = table.slice(offset, size)
+                offset += size
+            while len(self._cache) > max(self._cache_groups, len(missing)):
+                self._cache.popitem(last=False)
         out = []
-        for row_id in row_ids:
-            if not 0 <= row_id < self.num_rows:
-                raise IndexCorruptError(f"row {row_id} is outside {self.path}; " + REBUILD_HINT)
-            group = int(np.searchsorted(self._starts, row_id, side="right")) - 1
+        for row_id, group in zip(wanted, groups, strict=True):
             table = self._group(group)
-            out.append(table.slice(row_id - int(self._starts[group]), 1).to_pylist()[0])
+            out.append(table.slice(row_id - self._start_list[group], 1).to_pylist()[0])
         return out
