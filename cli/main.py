@@ -173,9 +173,9 @@ def index(
         typer.Option(
             "--index-type",
             metavar="TYPE",
-            help="Vector index: flat (exact), hnsw, ivf or ivfpq (approximate, for large indexes), "
-            "or auto (flat up to 100,000 chunks, then hnsw). Later updates keep it "
-            "(default: the index's own; auto for a new index).",
+            help="Vector index: flat (exact), hnsw, ivf or ivfpq (approximate, for large indexes; "
+            "parts under 8,192 chunks are still scanned exactly), or auto (flat up to 100,000 "
+            "chunks, then hnsw). Later updates keep it (default: the index's own; auto when new).",
         ),
     ] = None,
     onnx: Annotated[
@@ -415,6 +415,7 @@ def search(
     ] = None,
     model: ModelOption = None,
     threads: ThreadsOption = None,
+    device: DeviceOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search an index by meaning and keywords and print the best matches, best first.
@@ -438,7 +439,7 @@ def search(
             except SemindexError as exc:
                 _fail(str(exc), 2)
     found_any = True
-    _runtime(threads)
+    _runtime(threads, device)
     _without_pandas()
     with _errors():
         from cli.output import format_results, to_json
@@ -658,33 +659,32 @@ def _runtime(threads: int | None, device: str | None = None) -> None:
     """Apply --threads (else $SEMINDEX_THREADS) and --device for this process."""
     from indexer.threads import set_threads
 
+    source = "--threads"
     if threads is None and os.environ.get("SEMINDEX_THREADS"):
+        source = "SEMINDEX_THREADS"
         try:
             threads = int(os.environ["SEMINDEX_THREADS"])
         except ValueError:
             _fail(f"SEMINDEX_THREADS must be a whole number (got {os.environ['SEMINDEX_THREADS']!r})", 2)
-    if threads is not None and threads < 1:
-        _fail(f"--threads must be at least 1 (got {threads})", 2)
+    most = 4 * (os.cpu_count() or 1)
+    if threads is not None and not 1 <= threads <= most:
+        _fail(f"{source} must be from 1 to {most} (4 per core on this machine; got {threads})", 2)
     set_threads(threads)
     if device is not None:
         from indexer.embedding import set_default_device
+
+        if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|xpu(:\d+)?", device):
+            _fail(f"--device must be cpu, cuda, cuda:N, mps or xpu (got {device!r})", 2)
 
         set_default_device(device)
 
 
 def _without_pandas() -> None:
-    """Keep pandas out of a query's process. pyarrow imports pandas (0.2 s) the first time it
-    builds or converts a table, when pandas is installed; semindex never needs it."""
-    if "pandas" not in sys.modules and not any(isinstance(f, _NoPandas) for f in sys.meta_path):
-        sys.meta_path.insert(0, _NoPandas())
+    """Keep pandas out of a query's process (pyarrow would import it, for 0.2 s, and never use
+    it); loading a torch model lets it back in first."""
+    from indexer.imports import keep_out
 
-
-class _NoPandas:
-    """An import finder that reports pandas missing (pyarrow then does without it)."""
-
-    def find_spec(self, name: str, path: object = None, target: object = None) -> None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ModuleNotFoundError(f"No module named {name!r} (semindex search does without it)")
+    keep_out("pandas")
 
 
 def run() -> None:

@@ -124,9 +124,14 @@ def _vector_index(info: dict[str, Any]) -> str:
     text = f"{info['faiss_type']} in {parts}"
     if faiss.get("choice"):
         text += f" ({'chosen by size' if faiss['choice'] == 'auto' else 'chosen with --index-type'})"
-    if info["faiss_type"] != "flat" and "recall_at_10" in faiss:
+    if info["faiss_type"] != "flat" and not faiss.get("ann_parts"):
+        text += "; every part is under 8,192 chunks, so all are scanned exactly for now"
+    elif info["faiss_type"] != "flat" and "recall_at_10" in faiss:
         settings = ", ".join(f"{k}={v}" for k, v in sorted((faiss.get("params") or {}).items()))
+        exact = int(info["parts"]) - int(faiss.get("ann_parts", 0))
         text += f"; recall@10 {faiss['recall_at_10']:.3f} against exact search ({settings})"
+        if exact:
+            text += f"; {exact} small part{'s' if exact != 1 else ''} scanned exactly"
     return text
 
 

@@ -174,7 +174,7 @@ def prepare_parts(
     """
     import faiss
 
-    from indexer.store import all_vectors, file_facts, fsync_path, new_id, read_vectors
+    from indexer.store import all_vectors, ann_problem, file_facts, fsync_path, new_id, read_vectors
 
     params = build_params(kind)
     if previous and previous.get("type") == kind and isinstance(previous.get("params"), dict):
@@ -188,7 +188,7 @@ def prepare_parts(
             changed |= current is not None
             out.append(replace(part, files=files))
             continue
-        if current is not None and current.get("type") == kind:
+        if current is not None and current.get("type") == kind and ann_problem(directory, part) is None:
             out.append(part)
             continue
         vectors = all_vectors(read_vectors(directory, manifest, part))
@@ -206,7 +206,13 @@ def prepare_parts(
     if (directory / ANN_DIR).is_dir():
         fsync_path(directory / ANN_DIR)
     total = sum(p.rows for p in out)
-    facts: dict[str, Any] = {"type": kind, "choice": choice, "metric": "inner_product", "ntotal": total}
+    facts: dict[str, Any] = {
+        "type": kind,
+        "choice": choice,
+        "metric": "inner_product",
+        "ntotal": total,
+        "ann_parts": sum(p.ann is not None for p in out),  # parts under MIN_ANN_ROWS stay exact
+    }
     if kind == "flat" or not any(p.ann for p in out):
         return out, facts | {"params": {}, "recall_at_10": 1.0}
     if not changed and previous and previous.get("type") == kind and "recall_at_10" in previous:

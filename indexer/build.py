@@ -30,7 +30,7 @@ from indexer.extract.records import RecordFields
 from indexer.filetable import FileEntry, mtime_us, write_file_table
 from indexer.manifest import MANIFEST_FILE, IndexManifest, PartRef
 from indexer.models import resolve_model
-from indexer.onnx_model import add_query_model, query_model_files
+from indexer.onnx_model import add_query_model, check_query_model, query_model_files, query_model_problem
 from indexer.paths import resolve_path
 from indexer.pipeline import BuildProgress, Pipeline, ProgressCallback
 from indexer.records import BuildReport, Chunk, SkippedFile, SourceFile
@@ -39,6 +39,7 @@ from indexer.store import (
     FAISS_TYPE,
     IndexLock,
     PartWriter,
+    ann_problem,
     check_target,
     collect_garbage,
     commit,
@@ -172,7 +173,11 @@ def _survey(
             continue
         state.sources[found.path] = found
         entry = known.get(found.path)
-        if entry is not None and entry.same_stat(found.size, found.mtime):
+        if (
+            entry is not None
+            and entry.same_stat(found.size, found.mtime)
+            and not _readable_again(entry, found)
+        ):
             state.kept[found.path] = entry
             continue
         if entry is not None and entry.sha256 and entry.size == found.size:
@@ -187,6 +192,19 @@ def _survey(
         state.to_read.append(found)
     state.removed = sorted(old - set(state.sources))
     return state
+
+
+def _readable_again(entry: FileEntry, source: SourceFile) -> bool:
+    """Whether a file that could not be read last time (permission denied, say: a chmod changes
+    neither size nor time) can be now, so that it is read again."""
+    if entry.status != "failed" or not (entry.reason or "").startswith("cannot read"):
+        return False
+    try:
+        with open(source.absolute, "rb") as handle:
+            handle.read(1)
+    except OSError:
+        return False
+    return True
 
 
 def _build_locked(
@@ -251,6 +269,8 @@ def _build_locked(
         _stored_type(existing),
         existing.faiss.get("choice", "auto"),
     )
+    # A missing or damaged ANN file is built again from the part's exact vectors (nothing re-read).
+    retype = retype or any(ann_problem(target, part) for part in old_parts)
     nothing_to_do = (
         not state.to_read
         and not affected
@@ -391,12 +411,13 @@ def _query_model_change(existing: IndexManifest | None, target: Path, config: Bu
     """
     facts = existing.query_model if existing is not None else None
     has = query_model_files(facts)
+    broken = query_model_problem(facts) is not None
     if config.query_model is False:
-        return "drop" if has or facts is None else None
-    if facts is not None and not has and config.query_model is None:
+        return "drop" if has or facts is None or broken else None
+    if facts is not None and not has and not broken and config.query_model is None:
         return None  # turned off, or the model cannot be exported
-    if has and all((target / f).is_file() for f in has):
-        return None
+    if has and not check_query_model(target, facts):
+        return None  # present and whole (a damaged or missing export is made again)
     return "add" if importlib.util.find_spec("onnxruntime") is not None else None
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from indexer.errors import ModelError
+from indexer.imports import let_in
 from indexer.models import ModelRef, check_hub_reachable, resolve_model
 from indexer.threads import apply_to_torch
 
@@ -199,6 +200,7 @@ def _is_plain_transformer(ref: ModelRef) -> bool:
 
 def _load_sentence_transformer(ref: ModelRef, device: str | None) -> Any:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    let_in()  # transformers probes for pandas; a query's process may have kept it out
     if not ref.is_local:
         check_hub_reachable(ref.name)
     try:

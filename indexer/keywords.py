@@ -138,7 +138,14 @@ class KeywordPart:
 
     def term_id(self, term: str) -> int | None:
         """The term's position in the (sorted) vocabulary, or None."""
-        position = int(np.searchsorted(self.vocab, term))
+        if not len(self.vocab):
+            return None
+        key: Any = term
+        if self.vocab.dtype.kind == "U":
+            if len(term) > self.vocab.dtype.itemsize // 4:
+                return None  # longer than any stored term (a longer key would copy the vocabulary)
+            key = np.array(term, dtype=self.vocab.dtype)
+        position = int(np.searchsorted(self.vocab, key))
         if position < len(self.vocab) and self.vocab[position] == term:
             return position
         return None

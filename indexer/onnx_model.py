@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import warnings
@@ -47,8 +48,8 @@ _EXPORTS: dict[int, tuple[Path, dict[str, Any]]] = {}  # id of a loaded model ->
 def add_query_model(embedder: SentenceTransformerEmbedder, directory: Path, file_id: str) -> dict[str, Any]:
     """Place an ONNX export of ``embedder`` in ``directory/query-model`` under ``file_id``.
 
-    A process exports each loaded model once (into a temporary folder) and links or copies
-    that export into every index it builds. Returns the manifest's ``query_model`` facts.
+    A process exports each loaded model once (into a temporary folder) and copies that export
+    into every index it builds. Returns the manifest's ``query_model`` facts.
     """
     key = id(embedder._model)
     if key not in _EXPORTS:
@@ -65,10 +66,7 @@ def add_query_model(embedder: SentenceTransformerEmbedder, directory: Path, file
         source = scratch / facts[role]
         name = source.name.replace("0" * 16, file_id)
         target = folder / name
-        try:
-            os.link(source, target)
-        except OSError:
-            shutil.copyfile(source, target)
+        shutil.copyfile(source, target)  # a copy, not a link: damage to one index stays there
         with open(target, "rb") as handle:
             os.fsync(handle.fileno())
         placed[role] = f"{QUERY_MODEL_DIR}/{name}"
@@ -83,10 +81,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def check_query_model(directory: Path, facts: dict[str, Any] | None) -> list[str]:
-    """Problems with the query model's files (missing, or not the bytes that were checked)."""
+def check_query_model(directory: Path, facts: Any) -> list[str]:
+    """Problems with the query model's entry and files (missing, or not the bytes checked)."""
+    problem = query_model_problem(facts)
+    if problem is not None:
+        return [f"manifest: {problem}; export it again with: semindex index FOLDER --onnx"]
     problems = []
-    sums = (facts or {}).get("sha256") or {}
+    sums: dict[str, Any] = {}
+    if isinstance(facts, dict) and isinstance(facts.get("sha256"), dict):
+        sums = facts["sha256"]
     for role, name in zip(("model", "tokenizer"), query_model_files(facts), strict=False):
         path = directory / name
         if not path.is_file():
@@ -96,8 +99,8 @@ def check_query_model(directory: Path, facts: dict[str, Any] | None) -> list[str
             )
         elif role in sums and _sha256(path) != sums[role]:
             problems.append(
-                f"{path} (the ONNX query model) is damaged: its SHA-256 differs; "
-                "replace it with: semindex index FOLDER --rebuild"
+                f"{path} (the ONNX query model) is damaged: its SHA-256 differs; queries load the "
+                "model with torch until 'semindex index FOLDER' exports it again"
             )
     return problems
 
@@ -165,6 +168,8 @@ def export_query_model(
         if not cosine >= MIN_COSINE:
             raise ModelError(f"the ONNX export of {embedder.name} differs from torch (cosine {cosine:.6f})")
         facts["check"] = {"texts": len(CHECK_TEXTS), "min_cosine": round(cosine, 7)}
+        probe = theirs[0]  # every load embeds this again: a damaged file cannot go unnoticed
+        facts["probe"] = {"text": CHECK_TEXTS[0], "vector": [round(float(v), 6) for v in probe]}
         facts["bytes"] = model_path.stat().st_size + tokenizer_path.stat().st_size
         return facts
     except Exception as exc:
@@ -177,11 +182,38 @@ def export_query_model(
         raise ModelError(f"cannot export {embedder.name} to ONNX ({first})") from exc
 
 
-def query_model_files(facts: dict[str, Any] | None) -> list[str]:
-    """The files (relative to the index folder) a manifest's ``query_model`` entry names."""
-    if not isinstance(facts, dict) or facts.get("format") != "onnx":
+_NAMES = {
+    "model": re.compile(r"query-model/model-[0-9a-f]{16}\.onnx"),
+    "tokenizer": re.compile(r"query-model/tokenizer-[0-9a-f]{16}\.json"),
+}
+
+
+def query_model_problem(facts: Any) -> str | None:
+    """What is wrong with a manifest's ``query_model`` entry (None: nothing, or no entry)."""
+    if facts is None:
+        return None
+    if not isinstance(facts, dict):
+        return "query_model is not an object"
+    if facts.get("format") != "onnx":
+        return None if facts.get("format") == "none" else "query_model.format is neither onnx nor none"
+    for role, pattern in _NAMES.items():
+        if not isinstance(facts.get(role), str) or not pattern.fullmatch(facts[role]):
+            return f"query_model.{role} does not name a file of the index's query-model folder"
+    inputs = facts.get("inputs")
+    if not isinstance(inputs, list) or not inputs or any(n not in _INPUTS for n in inputs):
+        return f"query_model.inputs must list some of {', '.join(_INPUTS)}"
+    for key, least in (("max_seq_length", 1), ("pad_id", 0), ("bytes", 0)):
+        value = facts.get(key, least)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            return f"query_model.{key} must be a whole number of at least {least}"
+    return None
+
+
+def query_model_files(facts: Any) -> list[str]:
+    """The files (relative to the index folder) a valid ``query_model`` entry names."""
+    if query_model_problem(facts) is not None or not isinstance(facts, dict) or facts.get("format") != "onnx":
         return []
-    return [str(facts[key]) for key in ("model", "tokenizer") if isinstance(facts.get(key), str)]
+    return [str(facts["model"]), str(facts["tokenizer"])]
 
 
 def default_threads() -> int:
@@ -223,6 +255,12 @@ class OnnxQueryEmbedder:
         tokenizer.enable_truncation(int(facts["max_seq_length"]))
         tokenizer.enable_padding(pad_id=int(facts.get("pad_id", 0)))
         self._tokenizer = tokenizer
+        probe = facts.get("probe")
+        if isinstance(probe, dict) and isinstance(probe.get("text"), str):
+            expected = np.asarray(probe.get("vector"), dtype=np.float32)
+            got = self._embed([probe["text"]], self.query_prefix, 1)[0]
+            if expected.shape != got.shape or not float(expected @ got) >= MIN_COSINE:
+                raise ModelError("it gives other vectors than when it was exported (a damaged file?)")
 
     def with_query_prefix(self, prefix: str) -> OnnxQueryEmbedder:
         """The same session with another query prefix."""

@@ -438,8 +438,20 @@ def check_part_files(directory: Path, part: PartRef, full: bool = False) -> None
     ):
         if kind in part.files or kind != "keywords":
             check_file(directory / name, part.files.get(kind, {}), full)
-    if part.ann is not None:
+
+
+def ann_problem(directory: Path, part: PartRef, full: bool = False) -> str | None:
+    """What is wrong with a part's ANN file (None: nothing, or it has none). The ANN file only
+    speeds search up: a bad one is searched around (exact vectors) and built again."""
+    if part.ann is None:
+        return None
+    if part.ann.get("type") not in ("hnsw", "ivf", "ivfpq"):
+        return f"part {part.id} names an ANN file of unknown type {part.ann.get('type')!r}"
+    try:
         check_file(directory / str(part.ann["name"]), part.ann, full)
+    except IndexCorruptError as exc:
+        return str(exc).split("; rebuild", 1)[0]
+    return None
 
 
 def check_file(path: Path, facts: dict[str, Any], full: bool = False) -> None:

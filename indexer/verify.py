@@ -20,7 +20,7 @@ from indexer.errors import SemindexError
 from indexer.filetable import read_file_table
 from indexer.manifest import IndexManifest, PartRef
 from indexer.onnx_model import check_query_model
-from indexer.store import CHUNK_SCHEMA, all_vectors, check_part_files, garbage, read_vectors
+from indexer.store import CHUNK_SCHEMA, all_vectors, ann_problem, check_part_files, garbage, read_vectors
 
 
 @dataclass
@@ -90,6 +90,11 @@ def _check_part(
     directory: Path, manifest: IndexManifest, part: PartRef, report: VerifyReport
 ) -> Counter[str]:
     check_part_files(directory, part, full=True)
+    problem = ann_problem(directory, part, full=True)
+    if problem is not None:
+        report.problems.append(
+            f"{problem}; search scans that part exactly until 'semindex index FOLDER' builds it again"
+        )
     report.bytes_read += sum(int(facts.get("bytes", 0)) for facts in part.files.values())
     vectors = all_vectors(read_vectors(directory, manifest, part))
     path = directory / part.chunks_name

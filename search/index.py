@@ -205,9 +205,10 @@ class Index:
         except ImportError as exc:
             problem = f"onnxruntime is not installed ({exc})"
         except Exception as exc:  # onnxruntime reports a damaged or missing file in its own types
-            problem = f"its ONNX query model cannot be loaded ({str(exc).strip().splitlines()[0]})"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            problem = f"the ONNX query model of {self.directory} cannot be used ({first})"
         if self._backend == "onnx":
-            raise ModelError(f"the index at {self.directory}: {problem}; {ONNX_HINT}")
+            raise ModelError(f"{problem}; {ONNX_HINT}")
         warnings.warn(f"{problem}; loading the model with torch instead", SemindexWarning, stacklevel=4)
         return None
 
@@ -460,8 +461,8 @@ class Index:
         if self.manifest.file_table:
             listed.append(self.manifest.file_table)
         size = sum(int(f.get("bytes", 0)) for f in listed)
-        query = self.manifest.query_model or {}
-        size += int(query.get("bytes", 0)) if query.get("format") == "onnx" else 0
+        query = self.manifest.query_model
+        size += int(query.get("bytes", 0)) if query_model_files(query) and isinstance(query, dict) else 0
         faiss = dict(self.manifest.faiss)
         faiss["type"] = faiss["type"] if faiss.get("type") in ("flat", "hnsw", "ivf", "ivfpq") else "flat"
         return IndexInfo(

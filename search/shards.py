@@ -6,7 +6,10 @@ multi-part index answers as one FAISS index holding every vector would.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,10 +17,12 @@ from typing import Any
 import numpy as np
 
 from indexer.ann import RERANK, rescore, search_params
+from indexer.embedding import SemindexWarning
 from indexer.errors import REBUILD_HINT, IndexCorruptError
 from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
-from indexer.store import ChunkTable, check_part_files, read_vectors
+from indexer.store import ChunkTable, ann_problem, check_part_files, read_vectors
+from indexer.threads import chosen_threads
 
 
 @dataclass
@@ -57,8 +62,19 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
                     f"{path} has {keywords.num_rows} rows, not {ref.rows}; {REBUILD_HINT}"
                 )
         ann, ann_type = None, "flat"
-        if ref.ann is not None:
-            ann, ann_type = _read_ann(directory, ref, manifest.dimension), str(ref.ann.get("type"))
+        problem = ann_problem(directory, ref)
+        if ref.ann is not None and problem is None:
+            try:
+                ann, ann_type = _read_ann(directory, ref, manifest.dimension), str(ref.ann.get("type"))
+            except IndexCorruptError as exc:
+                problem = str(exc).split("; rebuild", 1)[0]
+        if problem is not None:
+            warnings.warn(
+                f"{problem}; searching that part exactly (slower) until 'semindex index FOLDER' "
+                "builds it again",
+                SemindexWarning,
+                stacklevel=3,
+            )
         params = dict(manifest.faiss.get("params") or {})
         parts.append(OpenPart(ref, vectors, rows, keywords, ann, ann_type, params))
     return parts
@@ -73,6 +89,13 @@ def _read_ann(directory: Path, ref: PartRef, dimension: int) -> Any:
         index = faiss.read_index(str(path))
     except RuntimeError as exc:
         raise IndexCorruptError(f"{path} is not a readable FAISS index; {REBUILD_HINT}") from exc
+    expected = {"hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat", "ivfpq": "IndexIVFPQ"}.get(
+        str(ref.ann.get("type"))
+    )
+    if type(index).__name__ != expected:
+        raise IndexCorruptError(
+            f"{path} holds a {type(index).__name__}, not the {expected} the manifest says"
+        )
     if index.ntotal != ref.rows or index.d != dimension:
         raise IndexCorruptError(
             f"{path} holds {index.ntotal} vectors of {index.d} dimensions, the manifest says "
@@ -93,32 +116,65 @@ def dense_hits(
     FAISS then searches those ids only. Ties are broken by part order, then row number, so
     answers are the same on every run.
     """
-    import faiss
 
-    candidates: list[list[Hit]] = [[] for _ in range(len(vectors))]
-    for number, part in enumerate(parts):
+    def one(number: int) -> tuple[np.ndarray, np.ndarray] | None:
+        part = parts[number]
         allowed = masks[number] if masks is not None else None
-        count = int(part.vectors.ntotal) if allowed is None else int(allowed.sum())
-        if count == 0:
+        return _search_part(part, vectors, k, allowed)
+
+    workers = _workers(len(parts))
+    if workers > 1:  # FAISS releases the GIL: parts are searched side by side
+        answers = list(_pool(workers).map(one, range(len(parts))))
+    else:
+        answers = [one(number) for number in range(len(parts))]
+    candidates: list[list[Hit]] = [[] for _ in range(len(vectors))]
+    for number, answer in enumerate(answers):
+        if answer is None:
             continue
-        chooser = None
-        if allowed is not None:
-            bits = np.packbits(allowed, bitorder="little")
-            chooser = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
-        if part.ann is None:
-            params = search_params("flat", {}, chooser) if chooser is not None else None
-            scores, ids = part.vectors.search(vectors, min(k, count), params=params)
-        else:
-            wanted = min(k * RERANK if part.ann_type == "ivfpq" else k, count)
-            params = search_params(part.ann_type, part.ann_params or {}, chooser)
-            scores, ids = part.ann.search(vectors, wanted, params=params)
-            if part.ann_type == "ivfpq":  # compressed vectors find candidates; exact ones score them
-                scores, ids = rescore(part.vectors, vectors, ids, min(k, count))
+        scores, ids = answer
         for query, (row_scores, row_ids) in enumerate(zip(scores, ids, strict=True)):
             candidates[query].extend(
                 (float(s), number, int(i)) for s, i in zip(row_scores, row_ids, strict=True) if i >= 0
             )
     return [sorted(found, key=lambda c: (-c[0], c[1], c[2]))[:k] for found in candidates]
+
+
+def _search_part(
+    part: OpenPart, vectors: np.ndarray, k: int, allowed: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray] | None:
+    import faiss
+
+    count = int(part.vectors.ntotal) if allowed is None else int(allowed.sum())
+    if count == 0:
+        return None
+    chooser = None
+    if allowed is not None:
+        bits = np.packbits(allowed, bitorder="little")
+        chooser = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
+    if part.ann is None:
+        params = search_params("flat", {}, chooser) if chooser is not None else None
+        return part.vectors.search(vectors, min(k, count), params=params)
+    wanted = min(k * RERANK if part.ann_type == "ivfpq" else k, count)
+    params = search_params(part.ann_type, part.ann_params or {}, chooser)
+    scores, ids = part.ann.search(vectors, wanted, params=params)
+    if part.ann_type == "ivfpq":  # compressed vectors find candidates; exact ones score them
+        scores, ids = rescore(part.vectors, vectors, ids, min(k, count))
+    return scores, ids
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+
+
+def _workers(parts: int) -> int:
+    """Threads to search ``parts`` parts with: one per core up to 4 (or the --threads cap)."""
+    cap = chosen_threads() or min(4, os.cpu_count() or 1)
+    return max(1, min(cap, parts)) if parts >= 4 else 1
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    if workers not in _POOLS:
+        _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="semindex-search")
+    return _POOLS[workers]
 
 
 def cosine(parts: Sequence[OpenPart], vector: np.ndarray, part: int, row: int) -> float:

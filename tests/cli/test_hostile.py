@@ -174,3 +174,69 @@ def test_other_chunking_is_refused_even_when_nothing_changed(tmp_path: Path) -> 
     assert invoke("index", str(folder), "-q").exit_code == 0
     assert_one_line_error(invoke("index", str(folder), "--chunk-tokens", "100", "-q"), 1, "add --rebuild")
     assert invoke("index", str(folder), "--chunk-tokens", "100", "--rebuild", "-q").exit_code == 0
+
+
+def _semindex(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cli", *args], cwd=ROOT, capture_output=True, text=True)
+
+
+def test_second_round_query_model_ann_and_options(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regressions from the adversarial pass over the ONNX query model, ANN files and options."""
+    import warnings
+
+    import indexer.ann as ann
+    from indexer.config import BuildConfig
+
+    folder = write_files(
+        tmp_path / "d", {"a.txt": "Vaccines train the immune system.", "b.txt": "Owls hunt."}
+    )
+    build_index(folder, embedder=embedder, config=BuildConfig(query_model=False))
+    # A CLI query that loads the torch model (no ONNX export) works: pandas is let back in.
+    done = _semindex("search", "immune training", "-k", "1", "--index", str(folder), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"][0]["path"] == "a.txt"
+    for args in (("--threads", "999999"), ("--device", "meta")):
+        bad = _semindex("search", "x", "--index", str(folder), *args)
+        assert bad.returncode == 2 and bad.stderr.startswith("Error: ") and "Traceback" not in bad.stderr
+    # A damaged export (bytes changed in the middle) is noticed at load and made again by index.
+    build_index(folder, embedder=embedder, config=BuildConfig(query_model=True))
+    target = folder / ".semindex"
+    facts = IndexManifest.load(target).query_model
+    assert facts is not None
+    model_file = target / facts["model"]
+    data = bytearray(model_file.read_bytes())
+    middle = len(data) * 3 // 4  # in the encoder layers (the first half is the token embeddings)
+    data[middle : middle + (1 << 20)] = bytes(1 << 20)
+    model_file.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="cannot be used"):
+        assert Index.open(target).search("immune", k=1)[0].path == "a.txt"
+    report = build_index(folder, embedder=embedder)
+    assert report.written and report.chunks_embedded == 0 and verify_index(target).ok
+    # A manifest naming a file outside the index is refused, reported, and never read.
+    manifest_path = target / "manifest.json"
+    raw = json.loads(manifest_path.read_text())
+    raw["query_model"]["model"] = "../../../../etc/passwd"
+    manifest_path.write_text(json.dumps(raw))
+    report_v = verify_index(target)
+    assert not report_v.ok and "query_model.model does not name a file" in report_v.problems[0]
+    assert "etc/passwd" not in " ".join(report_v.problems)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert Index.open(target, embedder=embedder).search("immune", k=1)[0].path == "a.txt"
+    info = _semindex("info", "--index", str(target))
+    assert info.returncode == 0 and "query model:  torch" in info.stdout
+    build_index(folder, embedder=embedder)  # exports again
+    assert verify_index(target).ok
+    # A missing ANN file: search goes on exactly, with a warning; index builds it again, embedding nothing.
+    monkeypatch.setattr(ann, "MIN_ANN_ROWS", 1)
+    build_index(folder, embedder=embedder, config=BuildConfig(index_type="hnsw"))
+    (part,) = IndexManifest.load(target).part_refs
+    assert part.ann is not None
+    (target / part.ann["name"]).unlink()
+    with pytest.warns(UserWarning, match="searching that part exactly"):
+        assert Index.open(target, embedder=embedder).search("owls", k=1)[0].path == "b.txt"
+    assert not verify_index(target).ok
+    report = build_index(folder, embedder=embedder)
+    assert report.written and report.chunks_embedded == 0 and verify_index(target).ok

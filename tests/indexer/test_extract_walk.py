@@ -211,6 +211,9 @@ def test_permission_denied_files_and_folders_are_named_and_skipped(tmp_path: Pat
             text=True,
         )
         assert [hit["path"] for hit in json.loads(found.stdout)["results"]] == ["owls.txt"]
+        (folder / "secret.txt").chmod(0o644)  # readable now: a chmod changes neither size nor time
+        again = subprocess.run(run, cwd=ROOT, capture_output=True, text=True)
+        assert again.returncode == 0 and json.loads(again.stdout)["files_indexed"] == 2, again.stdout
     finally:
         (folder / "locked").chmod(0o755)
         (folder / "secret.txt").chmod(0o644)

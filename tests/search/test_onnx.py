@@ -104,7 +104,7 @@ def test_query_model_files_survive_updates_and_are_checked(
     with pytest.warns(UserWarning, match="loading the model with torch"):
         hits = Index.open(target).search("winter predators", k=1)
     assert hits[0].path == "a.txt"
-    with pytest.raises(ModelError, match="cannot be loaded"):
+    with pytest.raises(ModelError, match="cannot be used"):
         Index.open(target, backend="onnx").search("winter predators", k=1)
     report = build_index(folder, embedder=embedder)  # nothing changed but the missing export
     assert report.written and report.chunks_embedded == 0
