@@ -183,7 +183,7 @@ def index(
         typer.Option(
             "--onnx/--no-onnx",
             help="Store an ONNX copy of the model (about 90 MB for the default) so that queries start "
-            "in well under a second without torch (default: keep the index's choice; on for a new index).",
+            "in under a second without torch (default: keep the index's choice; on for a new index).",
         ),
     ] = None,
     rebuild: Annotated[
@@ -505,10 +505,13 @@ def verify(index_dir: IndexOption = None, as_json: JsonOption = False) -> None:
                 typer.echo(f"Problem: {printable(problem)}", err=True)
         if not report.ok:
             count = len(report.problems)
-            _fail(
-                f"{report.index_dir} is damaged ({count} problem{'s' if count != 1 else ''}); "
-                "rebuild it with: semindex index FOLDER --rebuild"
+            repairable = all("'semindex index FOLDER'" in problem for problem in report.problems)
+            remedy = (
+                "repair it with: semindex index FOLDER (nothing is embedded again)"
+                if repairable
+                else "rebuild it with: semindex index FOLDER --rebuild"
             )
+            _fail(f"{report.index_dir} is damaged ({count} problem{'s' if count != 1 else ''}); {remedy}")
         if not as_json:
             typer.echo(
                 f"{report.index_dir} is sound: {report.parts} part(s), {report.chunks} chunks, "

@@ -96,14 +96,6 @@ def _divisor_near(dimension: int, wanted: int) -> int:
     return min((d for d in range(1, dimension + 1) if dimension % d == 0), key=lambda d: abs(d - wanted))
 
 
-def set_effort(index: Any, kind: str, params: dict[str, Any]) -> None:
-    """Apply the tuned search effort (efSearch or nprobe) to an opened ANN index."""
-    if kind == "hnsw":
-        index.hnsw.efSearch = int(params.get("efSearch", 32))
-    elif kind in ("ivf", "ivfpq"):
-        index.nprobe = min(int(params.get("nprobe", 8)), int(index.nlist))
-
-
 def search_params(kind: str, params: dict[str, Any], selector: Any) -> Any:
     """FAISS search parameters for one search: the tuned effort and an optional id selector."""
     import faiss

@@ -415,6 +415,11 @@ def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str
             path.unlink()
             removed.append(name)
         crash_point("collecting")
+    for folder in (QUERY_MODEL_DIR, ANN_DIR):  # optional folders: not kept once empty
+        path = directory / folder
+        if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+            with contextlib.suppress(OSError):
+                path.rmdir()
     return removed
 
 

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 from indexer.errors import SemindexError
 from indexer.filetable import read_file_table
 from indexer.manifest import IndexManifest, PartRef
-from indexer.onnx_model import check_query_model
+from indexer.onnx_model import check_query_model, query_model_files
 from indexer.store import CHUNK_SCHEMA, all_vectors, ann_problem, check_part_files, garbage, read_vectors
 
 
@@ -77,6 +77,9 @@ def verify_index(directory: Path) -> VerifyReport:
             report.problems.append(str(exc))
     _check_file_table(directory, manifest, paths_in_parts, report)
     report.problems.extend(check_query_model(directory, manifest.query_model))
+    query = manifest.query_model
+    if query_model_files(query) and isinstance(query, dict):
+        report.bytes_read += int(query.get("bytes", 0))
     leftovers = _leftovers(directory, manifest)
     if leftovers:
         report.notes.append(

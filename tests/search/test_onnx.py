@@ -130,3 +130,36 @@ def test_no_query_model_when_not_wanted(tmp_path: Path, embedder: SentenceTransf
     assert isinstance(Index.open(target).embedder, OnnxQueryEmbedder)
     build_index(folder, embedder=embedder, config=BuildConfig(query_model=False))
     assert not (target / "query-model").exists() or not any((target / "query-model").iterdir())
+
+
+def test_threads_cap_every_library(embedder: SentenceTransformerEmbedder) -> None:
+    import os
+
+    import faiss
+    import torch
+    from threadpoolctl import threadpool_info
+
+    from indexer.threads import chosen_threads, set_threads
+
+    before = (torch.get_num_threads(), faiss.omp_get_max_threads(), dict(os.environ))
+    try:
+        set_threads(1)
+        assert chosen_threads() == 1 and torch.get_num_threads() == 1 and faiss.omp_get_max_threads() == 1
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info() if pool["user_api"] == "blas")
+        with pytest.raises(ValueError):
+            set_threads(0)
+    finally:
+        import indexer.threads
+
+        indexer.threads._chosen = None
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(before[1])
+        for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+            if name in before[2]:
+                os.environ[name] = before[2][name]
+            else:
+                os.environ.pop(name, None)
