@@ -581,6 +581,47 @@ def watch(
             typer.echo("Stopped watching.", err=True)
 
 
+@app.command()
+def serve(
+    index_dir: IndexOption = None,
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (default: this machine only).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port to listen on.")] = 8765,
+    token: Annotated[
+        Optional[str],
+        typer.Option(
+            "--token", metavar="SECRET", help="Require 'Authorization: Bearer SECRET' on every API call."
+        ),
+    ] = None,
+    model: ModelOption = None,
+    threads: ThreadsOption = None,
+) -> None:
+    """Serve an index over HTTP: GET/POST /api/search, /api/info, /api/health, OpenAPI at /docs.
+
+    The model and index are loaded once; a new version written by `semindex index` or `watch`
+    is picked up without a restart.
+    """
+    _runtime(threads)
+    with _errors():
+        try:
+            import uvicorn
+
+            from server.app import create_app
+        except ImportError as exc:
+            _fail(f"cannot import the server ({exc}); reinstall semindex with its dependencies")
+
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            typer.echo(
+                f"Warning: listening on {host}: other machines can reach this index"
+                + ("" if token else "; consider --token"),
+                err=True,
+            )
+        application = create_app(index_dir, token=token, model=model)
+        typer.echo(f"Serving on http://{host}:{port}/ (API docs at /docs; Ctrl-C stops)", err=True)
+        uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
 @app.command(name="eval")
 def eval_command(
     folder: Annotated[

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from cli.main import app
 
 ROOT = Path(__file__).resolve().parent.parent
-LAYERS = {"indexer": 0, "search": 1, "cli": 2}
+LAYERS = {"indexer": 0, "search": 1, "server": 2, "cli": 3}
 
 
 def imported_packages(path: Path) -> set[str]:

@@ -1,0 +1,1 @@
+"""The HTTP server: semindex's API (and later its search page) over one index."""
