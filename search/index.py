@@ -455,6 +455,67 @@ class Index:
             out.append(result_from_row(rank, row, **extra))
         return out
 
+    def document(self, path: str) -> dict[str, Any]:
+        """A document of the index, read again: its extracted text and where each chunk lies.
+
+        Only a path the file table lists as indexed is read, and only inside the indexed folder
+        (links leading out of it are refused), so no other file can be reached through this.
+
+        Raises:
+            QueryError: The index holds no such document, or it cannot be shown.
+        """
+        from indexer.extract import extract_file
+        from indexer.records import Document, SourceFile
+
+        entries = read_file_table(self.directory, self.manifest)
+        entry = entries.get(path)
+        if entry is None or entry.status != "indexed" or not self.manifest.root:
+            raise QueryError("the index holds no such document")
+        positions = self._chunk_positions(path)
+        if any(p["record"] is not None for p in positions):
+            raise QueryError("that is a record file; its records are shown one by one in results")
+        root = Path(self.manifest.root).resolve()
+        absolute = (root / path).resolve()
+        if not absolute.is_relative_to(root) or not absolute.is_file():
+            raise QueryError("the document is no longer in the indexed folder")
+        stat = absolute.stat()
+        source = SourceFile(path, absolute, stat.st_size, stat.st_mtime)
+        limit = int(self.manifest.extraction.get("max_file_size", 50 * 1024 * 1024))
+        document = extract_file(source, limit)
+        if not isinstance(document, Document):
+            raise QueryError(f"the document cannot be read now ({document.reason})")
+        changed = not entry.same_stat(stat.st_size, stat.st_mtime)
+        return {
+            "path": path,
+            "format": document.format,
+            "title": document.title,
+            "text": document.text,
+            "chunks": positions,
+            "changed_since_indexed": changed,
+        }
+
+    def _chunk_positions(self, path: str) -> list[dict[str, Any]]:
+        out = []
+        for number, part in enumerate(self._parts):
+            paths = self._columns(number).column("path").to_pylist()
+            rows = [row for row, value in enumerate(paths) if value == path]
+            for row in part.rows.rows(rows):
+                out.append(
+                    {
+                        k: row[k]
+                        for k in (
+                            "chunk",
+                            "char_start",
+                            "char_end",
+                            "start_line",
+                            "end_line",
+                            "page",
+                            "record",
+                        )
+                    }
+                )
+        return sorted(out, key=lambda c: c["chunk"])
+
     def info(self) -> IndexInfo:
         """Facts about the index: model, size, counts, creation time."""
         listed = [f for p in self.manifest.part_refs for f in p.files.values()]

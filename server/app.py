@@ -102,7 +102,8 @@ def create_app(
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
-        return _error(400, str(exc))
+        status = 404 if request.url.path.startswith("/api/documents/") else 400
+        return _error(status, str(exc))
 
     @app.exception_handler(SemindexError)
     async def index_error(request: Request, exc: SemindexError) -> JSONResponse:
@@ -133,6 +134,17 @@ def create_app(
         index = current.get()
         hits = index.search(q, k=k, mode=mode, path=path or None, ext=ext or None)
         return {"query": q, "version": index.version, "results": [h.to_dict() for h in hits]}
+
+    @app.get("/api/documents/{path:path}")
+    def document(path: str, chunk: int | None = Query(None, ge=0)) -> dict[str, Any]:
+        """A document's extracted text and its chunks' offsets; ``chunk`` picks the one to show."""
+        details = current.get().document(path)
+        if chunk is not None:
+            chosen = [c for c in details["chunks"] if c["chunk"] == chunk]
+            if not chosen:
+                raise QueryError(f"the document has no chunk {chunk}")
+            details["highlight"] = {"char_start": chosen[0]["char_start"], "char_end": chosen[0]["char_end"]}
+        return details
 
     @app.post("/api/search")
     def search_post(body: SearchRequest) -> dict[str, Any]:

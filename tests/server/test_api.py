@@ -93,3 +93,30 @@ def test_a_new_version_is_served_without_a_restart(
     after = client.get("/api/search", params={"q": "volcano eruption lava", "k": 1}).json()
     assert after["version"] == 2 and after["results"][0]["path"] == "volcano.txt"
     assert client.get("/api/health").json()["chunks"] == 4
+
+
+def test_documents_show_text_and_offsets_and_nothing_else(served: tuple[Path, Path], tmp_path: Path) -> None:
+    folder, target = served
+    (tmp_path / "secret.txt").write_text("outside the indexed folder")
+    (folder / "link.txt").symlink_to(tmp_path / "secret.txt")  # not indexed: it leads outside
+    client = TestClient(create_app(target))
+    shown = client.get("/api/documents/bees.md", params={"chunk": 0})
+    assert shown.status_code == 200
+    body = shown.json()
+    assert body["text"] == FILES["bees.md"] and body["changed_since_indexed"] is False
+    start, end = body["highlight"]["char_start"], body["highlight"]["char_end"]
+    assert "waggle dance" in body["text"][start:end]
+    for bad in (
+        "../secret.txt",
+        "%2e%2e/secret.txt",
+        "..%2fsecret.txt",
+        str(tmp_path / "secret.txt"),
+        "/etc/passwd",
+        "link.txt",
+        ".semindex/manifest.json",
+        "missing.txt",
+    ):
+        response = client.get(f"/api/documents/{bad}")
+        assert response.status_code == 404, bad
+        assert "outside" not in response.text and str(tmp_path) not in response.text
+    assert client.get("/api/documents/bees.md", params={"chunk": 9}).status_code == 404
