@@ -37,6 +37,13 @@ RERANK = 8  # an ivfpq search reads k * RERANK candidates and re-scores them exa
 _EFFORT = {"hnsw": ("efSearch", 32, 512), "ivf": ("nprobe", 8, 1024), "ivfpq": ("nprobe", 8, 1024)}
 
 
+def stored_type(faiss: dict[str, Any]) -> str:
+    """The index type a manifest's ``faiss`` entry records ("IndexFlatIP", written before index
+    types existed, means flat)."""
+    kind = str(faiss.get("type", "flat"))
+    return kind if kind in INDEX_TYPES else "flat"
+
+
 def choose_type(total_rows: int) -> str:
     """The index type for an index of ``total_rows`` chunks when the user has not chosen one."""
     return "flat" if total_rows <= FLAT_MAX_ROWS else "hnsw"
@@ -233,18 +240,17 @@ def check_recall(
     rng = np.random.default_rng(7)
     pool = []
     total = sum(p.rows for p in parts)
-    for part in parts:  # a sample of stored vectors, in proportion to each part's size
-        flat = read_vectors(directory, manifest, part, mmap=True)
+    flats = [read_vectors(directory, manifest, part, mmap=True) for part in parts]  # mapped, not read
+    for part, flat in zip(parts, flats, strict=True):  # a sample of stored vectors, by part size
         take = max(1, round(2 * CHECK_QUERIES * part.rows / max(total, 1)))
         rows = rng.choice(part.rows, size=min(take, part.rows), replace=False)
-        pool.append(np.stack([flat.reconstruct(int(r)) for r in rows]))
+        pool.append(np.asarray(flat.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32))
     queries = sample_queries(np.concatenate(pool), CHECK_QUERIES)
     name = _EFFORT[kind][0]
     levels = effort_levels(kind, int(params.get(name, _EFFORT[kind][1])))
     exact: list[list[tuple[float, int, int]]] = [[] for _ in queries]
     found: dict[int, list[list[tuple[float, int, int]]]] = {lv: [[] for _ in queries] for lv in levels}
-    for number, part in enumerate(parts):
-        flat = read_vectors(directory, manifest, part, mmap=True)
+    for number, (part, flat) in enumerate(zip(parts, flats, strict=True)):
         scores, ids = flat.search(queries, min(k, part.rows))
         for q in range(len(queries)):
             exact[q] += [(float(s), number, int(i)) for s, i in zip(scores[q], ids[q], strict=True) if i >= 0]

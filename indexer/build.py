@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from indexer.ann import INDEX_TYPES, choose_type, prepare_parts
+from indexer.ann import INDEX_TYPES, choose_type, prepare_parts, stored_type
 from indexer.chunking import iter_chunks
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
 from indexer.embedding import SemindexWarning, SentenceTransformerEmbedder, load_embedder
@@ -266,7 +266,7 @@ def _build_locked(
     retype = existing is not None and _index_type(
         config, existing, int(existing.counts.get("chunks", 0))
     ) != (
-        _stored_type(existing),
+        stored_type(existing.faiss),
         existing.faiss.get("choice", "auto"),
     )
     # A missing or damaged ANN file is built again from the part's exact vectors (nothing re-read).
@@ -387,11 +387,6 @@ def _build_locked(
     return report
 
 
-def _stored_type(manifest: IndexManifest) -> str:
-    kind = str(manifest.faiss.get("type", "flat"))
-    return kind if kind in INDEX_TYPES else "flat"  # "IndexFlatIP" before index types existed
-
-
 def _index_type(config: BuildConfig, existing: IndexManifest | None, total: int) -> tuple[str, str]:
     """The FAISS structure this write gives the index, and whether the user chose it."""
     if config.index_type not in (None, "auto"):
@@ -399,7 +394,7 @@ def _index_type(config: BuildConfig, existing: IndexManifest | None, total: int)
             raise InputError(f"--index-type must be auto or one of {', '.join(INDEX_TYPES)}")
         return config.index_type, "user"
     if config.index_type is None and existing is not None and existing.faiss.get("choice") == "user":
-        return _stored_type(existing), "user"
+        return stored_type(existing.faiss), "user"
     return choose_type(total), "auto"
 
 

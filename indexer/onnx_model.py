@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -51,12 +50,14 @@ def add_query_model(embedder: SentenceTransformerEmbedder, directory: Path, file
     A process exports each loaded model once (into a temporary folder) and copies that export
     into every index it builds. Returns the manifest's ``query_model`` facts.
     """
+    from indexer.store import file_sha256  # store imports this module
+
     key = id(embedder._model)
     if key not in _EXPORTS:
         scratch = Path(tempfile.mkdtemp(prefix="semindex-onnx-"))
         atexit.register(shutil.rmtree, scratch, True)
         facts = export_query_model(embedder, scratch, "0" * 16)
-        facts["sha256"] = {role: _sha256(scratch / facts[role]) for role in ("model", "tokenizer")}
+        facts["sha256"] = {role: file_sha256(scratch / facts[role]) for role in ("model", "tokenizer")}
         _EXPORTS[key] = scratch, facts
     scratch, facts = _EXPORTS[key]
     folder = directory / QUERY_MODEL_DIR
@@ -73,16 +74,10 @@ def add_query_model(embedder: SentenceTransformerEmbedder, directory: Path, file
     return placed
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def check_query_model(directory: Path, facts: Any) -> list[str]:
     """Problems with the query model's entry and files (missing, or not the bytes checked)."""
+    from indexer.store import file_sha256  # store imports this module
+
     problem = query_model_problem(facts)
     if problem is not None:
         return [f"manifest: {problem}; export it again with: semindex index FOLDER --onnx"]
@@ -97,7 +92,7 @@ def check_query_model(directory: Path, facts: Any) -> list[str]:
                 f"{path} (the ONNX query model) is missing; queries load the model with torch "
                 "until 'semindex index FOLDER' adds it again"
             )
-        elif role in sums and _sha256(path) != sums[role]:
+        elif role in sums and file_sha256(path) != sums[role]:
             problems.append(
                 f"{path} (the ONNX query model) is damaged: its SHA-256 differs; queries load the "
                 "model with torch until 'semindex index FOLDER' exports it again"

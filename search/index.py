@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from indexer.ann import stored_type
 from indexer.config import INDEX_DIRNAME
 from indexer.embedding import Embedder, SemindexWarning, SentenceTransformerEmbedder, load_embedder
 from indexer.errors import (
@@ -525,7 +526,7 @@ class Index:
         query = self.manifest.query_model
         size += int(query.get("bytes", 0)) if query_model_files(query) and isinstance(query, dict) else 0
         faiss = dict(self.manifest.faiss)
-        faiss["type"] = faiss["type"] if faiss.get("type") in ("flat", "hnsw", "ivf", "ivfpq") else "flat"
+        faiss["type"] = stored_type(faiss)
         return IndexInfo(
             path=str(self.directory),
             model=self.manifest.model_name,
