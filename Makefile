@@ -32,8 +32,8 @@ test: dev
 	$(BIN)/python -m pytest -q
 
 lint: dev
-	$(BIN)/ruff check indexer search cli tests bench
-	$(BIN)/ruff format --check indexer search cli tests bench
+	$(BIN)/ruff check indexer search server cli tests bench
+	$(BIN)/ruff format --check indexer search server cli tests bench
 	$(BIN)/mypy
 
 bench: install

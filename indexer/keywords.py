@@ -10,6 +10,7 @@ rewrites a part it did not touch.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -68,13 +69,21 @@ class Analyzer:
     """Text → terms: Unicode words, lowercased and accent-folded, stop words dropped, stemmed.
 
     Runs of CJK characters, which have no spaces between words, become character bigrams.
+    Safe from many threads (a stemmer keeps its word in progress, so each thread has its own).
     """
 
     def __init__(self) -> None:
-        from snowballstemmer.english_stemmer import EnglishStemmer  # not all 30 languages' (40 ms)
-
-        self._stemmer = EnglishStemmer()
+        self._local = threading.local()
         self._cache: dict[str, tuple[str, ...]] = {}
+
+    @property
+    def _stemmer(self) -> Any:
+        stemmer = getattr(self._local, "stemmer", None)
+        if stemmer is None:
+            from snowballstemmer.english_stemmer import EnglishStemmer  # not all 30 languages' (40 ms)
+
+            stemmer = self._local.stemmer = EnglishStemmer()
+        return stemmer
 
     def word_terms(self, word: str) -> tuple[str, ...]:
         """The terms of one lowercased word (usually one; none for a stop word), cached."""

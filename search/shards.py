@@ -177,10 +177,20 @@ def _pool(workers: int) -> ThreadPoolExecutor:
     return _POOLS[workers]
 
 
-def cosine(parts: Sequence[OpenPart], vector: np.ndarray, part: int, row: int) -> float:
-    """The cosine of a query vector and one stored vector."""
-    stored = parts[part].vectors.reconstruct(row)
-    return float(np.dot(stored, vector))
+def cosines(
+    parts: Sequence[OpenPart], vector: np.ndarray, keys: Iterable[tuple[int, int]]
+) -> dict[tuple[int, int], float]:
+    """The cosines of a query vector and the stored vectors at (part number, row) keys, read
+    in one batch per part."""
+    wanted: dict[int, list[int]] = {}
+    for number, row in keys:
+        wanted.setdefault(number, []).append(row)
+    out: dict[tuple[int, int], float] = {}
+    for number, rows in wanted.items():
+        stored = parts[number].vectors.reconstruct_batch(np.asarray(rows, dtype=np.int64))
+        for row, value in zip(rows, (stored @ vector).tolist(), strict=True):
+            out[(number, row)] = value
+    return out
 
 
 def fetch_rows(

@@ -7,15 +7,16 @@ term with the query, shows the start of its chunk.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from indexer.keywords import Analyzer
 
 SNIPPET_CHARS = 240
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+|\n\s*\n|\n(?=\s*(?:[-*+] |\d+[.)] |#))")
-_WORD = re.compile(r"\w+")
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,13 @@ def make_snippet(
 
     Without an analyzer (or query terms) it is the chunk's first sentences, unmarked.
     """
-    if analyzer is None:
-        query_terms = set()
+    words = matching_words(text, query_terms, analyzer) if analyzer is not None else []
     spans = sentences(text) or [(0, len(text))]
-    prefixes = _prefixes(query_terms)
-    scored = []
-    for number, (start, end) in enumerate(spans):
-        found = _terms_in(text[start:end], query_terms, analyzer, prefixes)
-        scored.append((sum(weight(t) for t in found), -number))
+    found: list[set[str]] = [set() for _ in spans]
+    starts = [start for start, _ in spans]
+    for start, _, terms in words:
+        found[max(0, bisect.bisect_right(starts, start) - 1)].update(terms)
+    scored = [(sum(weight(t) for t in terms), -number) for number, terms in enumerate(found)]
     best = max(range(len(spans)), key=lambda i: scored[i]) if any(s for s, _ in scored) else 0
     start, end = spans[best]
     following = best + 1
@@ -75,41 +75,52 @@ def make_snippet(
     if len(piece) > limit:
         cut = piece.rfind(" ", 0, limit)
         piece = piece[: cut if cut > limit // 2 else limit] + " …"
-    return Snippet(piece, start, highlight_spans(piece, query_terms, analyzer))
+    kept = len(piece) if end - start == len(piece) else len(piece) - 2  # without the " …"
+    marks = tuple((a - start, b - start) for a, b, _ in words if a >= start and b - start <= kept)
+    return Snippet(piece, start, marks)
 
 
 def _prefixes(query_terms: set[str]) -> tuple[str, ...]:
     """Leading letters every word holding a term starts with (stems keep all but their last)."""
-    return tuple({t[: max(1, min(4, len(t) - 1))] for t in query_terms})
+    return tuple(sorted({t[: max(1, min(4, len(t) - 1))] for t in query_terms}))
 
 
-def _could_match(word: str, prefixes: tuple[str, ...]) -> bool:
-    # Stemming is the slow part: only words that could stem to a query term are stemmed.
-    return word.startswith(prefixes) or not word.isascii()
+@lru_cache(maxsize=256)
+def _candidates(prefixes: tuple[str, ...]) -> re.Pattern[str]:
+    """Words starting with one of ``prefixes`` (lowercase), or a single non-ASCII word character."""
+    starts = "|".join(re.escape(p) for p in sorted(prefixes, key=len, reverse=True))
+    return re.compile(rf"\b(?:{starts})\w*|[^\W\x00-\x7f]")
 
 
-def _terms_in(
-    text: str, query_terms: set[str], analyzer: Analyzer | None, prefixes: tuple[str, ...]
-) -> set[str]:
-    found: set[str] = set()
-    if not query_terms or analyzer is None:
-        return found
-    for word in _WORD.findall(text.lower()):
-        if _could_match(word, prefixes):
-            found.update(t for t in analyzer.word_terms(word) if t in query_terms)
-    return found
+_WORD_END = re.compile(r"\w*")
 
 
-def highlight_spans(
-    text: str, query_terms: set[str], analyzer: Analyzer | None
-) -> tuple[tuple[int, int], ...]:
-    """Offsets of the words of ``text`` whose terms are among ``query_terms``."""
-    if not query_terms or analyzer is None:
-        return ()
-    prefixes = _prefixes(query_terms)
-    spans = []
-    for match in _WORD.finditer(text):
-        word = match.group().lower()
-        if _could_match(word, prefixes) and any(t in query_terms for t in analyzer.word_terms(word)):
-            spans.append((match.start(), match.end()))
-    return tuple(spans)
+def matching_words(
+    text: str, query_terms: set[str], analyzer: Analyzer
+) -> list[tuple[int, int, tuple[str, ...]]]:
+    """(start, end, query terms) of each word of ``text`` that holds a query term.
+
+    Stemming is the slow part, so only words that could stem to a query term are stemmed:
+    those starting with a term's leading letters, and words with non-ASCII letters (folding
+    may change them). A regex finds them, with no Python loop over every word.
+    """
+    if not query_terms:
+        return []
+    lowered = text.lower()
+    if len(lowered) != len(text):  # a rare letter whose lowercase is longer: offsets would drift
+        lowered = "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+    out = []
+    covered = 0
+    for match in _candidates(_prefixes(query_terms)).finditer(lowered):
+        start, end = match.span()
+        if start < covered:
+            continue  # another non-ASCII letter of a word already looked at
+        if end - start == 1 and not match.group().isascii():  # widen to the whole word
+            while start > 0 and (lowered[start - 1].isalnum() or lowered[start - 1] == "_"):
+                start -= 1
+            end = _WORD_END.match(lowered, end).end()  # type: ignore[union-attr]
+        covered = end
+        terms = tuple(t for t in analyzer.word_terms(lowered[start:end]) if t in query_terms)
+        if terms:
+            out.append((start, end, terms))
+    return out

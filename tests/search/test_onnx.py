@@ -163,3 +163,14 @@ def test_threads_cap_every_library(embedder: SentenceTransformerEmbedder) -> Non
                 os.environ[name] = before[2][name]
             else:
                 os.environ.pop(name, None)
+
+
+def test_the_int8_query_model_is_close_to_fp32_and_finds_the_same_documents(onnx_index: Path) -> None:
+    fp32, int8 = Index.open(onnx_index, backend="onnx"), Index.open(onnx_index, backend="onnx-int8")
+    assert isinstance(int8.embedder, OnnxQueryEmbedder) and int8.embedder.quantized
+    cosines = np.sum(int8.embed_queries(QUERIES) * fp32.embed_queries(QUERIES), axis=1)
+    assert cosines.min() >= 0.97 and cosines.max() < 0.99999, cosines  # close, and really another model
+    for query in ("how do bees find flowers", "tidal pools anemones", "sourdough starter feeding"):
+        assert [r.path for r in int8.search(query, k=3, mode="dense")] == [
+            r.path for r in fp32.search(query, k=3, mode="dense")
+        ]

@@ -104,6 +104,13 @@ def test_snippets_show_the_best_sentences_with_terms_marked(
     assert sentences("One. Two!  Three?\n\nFour") == [(0, 4), (5, 9), (11, 17), (19, 23)]
     plain = make_snippet("No shared words here. Second sentence.", {"zebra"}, Analyzer())
     assert plain.text.startswith("No shared words") and plain.highlights == ()
+    analyzer = Analyzer()
+    text = "İstanbul intro. A naïve CAFÉ owner and the Ωmega_2 cafés—naively run. More naïveté."
+    terms = set(analyzer.terms("naive cafe Ωmega_2"))
+    piece = make_snippet(text, terms, analyzer)
+    marked = [piece.text[a:b] for a, b in piece.highlights]
+    assert marked == ["naïve", "CAFÉ", "Ωmega_2", "cafés", "naively"], marked
+    assert piece.text.startswith("A naïve"), "the sentence with the most query terms leads"
 
 
 def test_search_cli_grouping_filters_and_exit_codes(copied: Path) -> None:

@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import server.app as server_app
+import server.current as server_current
 from indexer.build import build_index
 from indexer.embedding import SentenceTransformerEmbedder
 from search import Index
@@ -66,6 +67,15 @@ def test_limits_and_errors_are_clear_4xx(served: tuple[Path, Path]) -> None:
     huge = client.post("/api/search", content=b"{" + b" " * (server_app.MAX_BODY_BYTES + 1) + b"}",
                        headers={"content-type": "application/json"})  # fmt: skip
     assert huge.status_code == 413
+
+    def pieces() -> object:  # no Content-Length: the body arrives chunked and is counted as it comes
+        yield b'{"queries": ["bees"], "pad": "'
+        for _ in range(server_app.MAX_BODY_BYTES // 65_536 + 1):
+            yield b"x" * 65_536
+        yield b'"}'
+
+    streamed = client.post("/api/search", content=pieces(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413 and "over" in streamed.json()["error"]
     assert client.post("/api/search", json={"queries": ["q"] * 65}).status_code == 422
     for response in (empty, bad_mode, huge):
         assert "Traceback" not in response.text and str(target) not in response.text
@@ -83,7 +93,7 @@ def test_token_is_required_on_every_api_call(served: tuple[Path, Path]) -> None:
 def test_a_new_version_is_served_without_a_restart(
     served: tuple[Path, Path], embedder: SentenceTransformerEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(server_app, "RELOAD_CHECK_SECONDS", 0.0)
+    monkeypatch.setattr(server_current, "RELOAD_CHECK_SECONDS", 0.0)
     folder, target = served
     client = TestClient(create_app(target))
     before = client.get("/api/search", params={"q": "volcano eruption lava", "k": 1}).json()
