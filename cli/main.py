@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import sys
+import urllib.parse
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -604,7 +605,11 @@ def serve(
     token: Annotated[
         Optional[str],
         typer.Option(
-            "--token", metavar="SECRET", help="Require 'Authorization: Bearer SECRET' on every API call."
+            "--token",
+            metavar="SECRET",
+            envvar="SEMINDEX_TOKEN",
+            help="Require 'Authorization: Bearer SECRET' on every API call (or set $SEMINDEX_TOKEN, "
+            "which other users cannot read in the process list).",
         ),
     ] = None,
     model: ModelOption = None,
@@ -632,21 +637,28 @@ def serve(
         try:
             import uvicorn
 
-            from server.app import create_app
+            from server.app import LOCAL_HOSTS, create_app
         except ImportError as exc:
             _fail(f"cannot import the server ({exc}); reinstall semindex with its dependencies")
 
-        if host not in ("127.0.0.1", "localhost", "::1"):
+        if token is not None and not re.fullmatch(r"[\x21-\x7e]+", token):
+            _fail("--token must be printable ASCII without spaces (browsers send nothing else)", 2)
+        host = host.lower() if host.lower() == "localhost" else host
+        loopback = host in LOCAL_HOSTS
+        # On a loopback address only local names are accepted in the Host header: a web page
+        # whose name was re-pointed at 127.0.0.1 (DNS rebinding) cannot read the index.
+        hosts = list(LOCAL_HOSTS) if loopback else None if host in ("0.0.0.0", "::") else [*LOCAL_HOSTS, host]
+        if not loopback:
             typer.echo(
                 f"Warning: listening on {host}: other machines can reach this index"
                 + ("" if token else "; consider --token"),
                 err=True,
             )
         shown = f"[{host}]" if ":" in host else host
-        page = f"http://{shown}:{port}/" + (f"#token={token}" if token else "")
+        page = f"http://{shown}:{port}/" + (f"#token={urllib.parse.quote(token)}" if token else "")
         served: dict[str, Any] = {"host": host, "port": port, "log_level": "warning", "access_log": False}
         if workers == 1:
-            application = create_app(index_dir, token=token, model=model, backend=_backend(int8))
+            application = create_app(index_dir, token=token, model=model, backend=_backend(int8), hosts=hosts)
         else:
             import json
 
@@ -664,6 +676,7 @@ def serve(
                     "model": model,
                     "backend": _backend(int8),
                     "threads": chosen_threads() or max(1, (os.cpu_count() or 1) // workers),
+                    "hosts": hosts,
                 }
             )
             served |= {"factory": True, "workers": workers}

@@ -13,15 +13,17 @@ import hmac
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
 import anyio.to_thread
 from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from indexer.errors import QueryError, SemindexError
 from search.index import MAX_QUERY_CHARS, MODES, index_location
@@ -30,6 +32,7 @@ from server.current import CurrentIndex
 LOG = logging.getLogger("semindex.server")
 MAX_K = 100
 PARALLEL_REQUESTS = 4
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 MAX_QUERIES = 64
 MAX_BODY_BYTES = 1 << 20
 STATIC = Path(__file__).resolve().parent / "static"
@@ -67,13 +70,18 @@ class Guard:
     more time there than anywhere else.
     """
 
-    def __init__(self, app: Any, token: str | None = None) -> None:
+    def __init__(self, app: Any, token: str | None = None, hosts: Sequence[str] | None = None) -> None:
         self.app = app
         self.expected = f"Bearer {token}".encode() if token is not None else None
+        self.hosts = {h.lower().strip("[]") for h in hosts} if hosts is not None else None
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if self.hosts is not None and _host_name(dict(scope["headers"]).get(b"host", b"")) not in self.hosts:
+            # A web page whose name was pointed at 127.0.0.1 (DNS rebinding) sends its own name.
+            message = "unexpected Host header; open the address semindex serve printed"
+            return await _error(400, message)(scope, receive, send)
         if scope["path"].startswith("/api"):
             headers = dict(scope["headers"])
             if self.expected is not None:
@@ -103,6 +111,14 @@ class Guard:
                 await _error(500, "internal error; see the server's log")(scope, receive, send)
 
 
+def _host_name(header: bytes) -> str:
+    """The name in a Host header, without the port (``[::1]:8765`` → ``::1``)."""
+    host = header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
 def _capped(receive: Any) -> Any:
     """``receive`` that stops a body (sent without Content-Length) once it passes the cap."""
     seen = 0
@@ -117,6 +133,20 @@ def _capped(receive: Any) -> Any:
         return message
 
     return capped
+
+
+def _first_problem(exc: RequestValidationError) -> str:
+    """One line for a request FastAPI rejected: where and what, never the input echoed back."""
+    problems = exc.errors()
+    if not problems:
+        return "invalid request"
+    first = problems[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part not in ("query", "body", "path"))
+    message = str(first.get("msg", "invalid value"))
+    if first.get("type") == "missing":
+        message = "is required"
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"{where or 'request'}: {message}{more}"
 
 
 def _json(content: dict[str, Any]) -> Any:
@@ -136,12 +166,15 @@ def create_app(
     model: str | None = None,
     backend: str = "auto",
     parallel: int = PARALLEL_REQUESTS,
+    hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """The API over the index at ``index_dir`` (default: the nearest ``.semindex``).
 
     With ``token``, every ``/api`` request needs ``Authorization: Bearer <token>``; ``backend``
     is how queries are embedded (``Index.open``'s); ``parallel`` caps the requests answered at
-    once (more wait their turn).
+    once (more wait their turn); ``hosts``, when given, are the only names accepted in the
+    Host header (``semindex serve`` on a loopback address accepts ``LOCAL_HOSTS`` only, so a web
+    page cannot reach the index through DNS rebinding).
     """
     current = CurrentIndex(index_location(index_dir), model, backend)
 
@@ -161,7 +194,21 @@ def create_app(
         lifespan=lifespan,
     )
 
-    app.add_middleware(Guard, token=token)
+    app.add_middleware(Guard, token=token, hosts=hosts)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, str) else "invalid request"
+        if exc.status_code == 404:
+            detail = "no such address; the API is under /api (see /docs)"
+        response = _error(exc.status_code, detail.rstrip(".").lower() if detail[:1].isupper() else detail)
+        for name, value in (exc.headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, _first_problem(exc))
 
     @app.exception_handler(QueryError)
     async def bad_query(request: Request, exc: QueryError) -> JSONResponse:
@@ -250,5 +297,9 @@ def app_from_environment() -> FastAPI:
     config = json.loads(os.environ[WORKER_CONFIG])
     set_threads(config.get("threads"))
     return create_app(
-        config["index"], token=config.get("token"), model=config.get("model"), backend=config["backend"]
+        config["index"],
+        token=config.get("token"),
+        model=config.get("model"),
+        backend=config["backend"],
+        hosts=config.get("hosts"),
     )

@@ -1,10 +1,11 @@
 """``semindex mcp``: an index as tools for AI assistants, over the Model Context Protocol (stdio).
 
 The tools are ``search``, ``info`` and ``document``; each answers with the same fields as the
-HTTP API. The index and model are loaded once, and a new version on disk is picked up between
-calls. Expected failures (an empty query, an unknown mode, a document the index does not hold)
-come back as tool errors the assistant can read; nothing is printed on stdout, which carries
-the protocol.
+HTTP API, except that ``info`` also gives the index's folder (``path``): an assistant speaking
+to this process over stdio runs on this machine, for its user. The index and model are loaded
+once, and a new version on disk is picked up between calls. Expected failures (an empty
+query, an unknown mode, a document the index does not hold) come back as tool errors the
+assistant can read; nothing is printed on stdout, which carries the protocol.
 """
 
 from __future__ import annotations

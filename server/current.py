@@ -19,8 +19,8 @@ class CurrentIndex:
         self.directory = directory
         self._model = model
         self._lock = threading.Lock()
+        self._index = Index.open(directory, model=model, backend=backend)  # says what is wrong, if anything
         self._stamp = self._manifest_stamp()
-        self._index = Index.open(directory, model=model, backend=backend)
         self._index.embedder  # noqa: B018 - loaded now, not by the first request
         self._checked = time.monotonic()
 

@@ -36,10 +36,7 @@ async function api(url, signal) {
   try { body = await response.json(); } catch (_) { /* not JSON: reported below */ }
   if (!response.ok) {
     if (response.status === 401) askForToken();
-    let message = body && body.error;
-    if (!message && body && Array.isArray(body.detail)) {
-      message = body.detail.map((d) => (d.loc || []).slice(-1)[0] + ": " + d.msg).join("; ");
-    }
+    const message = body && body.error;  // every API error is {"error": "one line"}
     throw new ApiError(response.status, message || "the server answered " + response.status);
   }
   return body;
@@ -125,7 +122,27 @@ function location_of(result) {
   return `${result.path}:${result.line || result.start_line}`;
 }
 
-function withMarks(parent, text, spans) {
+// The API counts offsets in Unicode code points (Python's str); JavaScript strings count UTF-16
+// units, where an emoji takes two. This maps code-point offsets of ``text`` to UTF-16 ones.
+function utf16Offsets(text, offsets) {
+  const wanted = [...new Set(offsets)].sort((a, b) => a - b);
+  const found = new Map();
+  let points = 0;
+  let units = 0;
+  let next = 0;
+  while (next < wanted.length && units <= text.length) {
+    while (next < wanted.length && wanted[next] === points) found.set(wanted[next++], units);
+    if (units >= text.length) break;
+    units += text.codePointAt(units) > 0xffff ? 2 : 1;
+    points += 1;
+  }
+  for (; next < wanted.length; next++) found.set(wanted[next], text.length);
+  return offsets.map((offset) => found.get(offset));
+}
+
+function withMarks(parent, text, pointSpans) {
+  const flat = utf16Offsets(text, pointSpans.flat());
+  const spans = pointSpans.map((_, i) => [flat[2 * i], flat[2 * i + 1]]);
   let at = 0;
   for (const [start, end] of spans) {
     if (start < at || end <= start) continue;
@@ -194,7 +211,7 @@ async function openDocument(i) {
     try {
       const doc = await api(documentUrl(result));
       if (ticket !== openDocument.ticket) return;
-      const { char_start: start, char_end: end } = doc.highlight;
+      const [start, end] = utf16Offsets(doc.text, [doc.highlight.char_start, doc.highlight.char_end]);
       const chosen = document.createElement("span");
       chosen.className = "chosen";
       chosen.textContent = doc.text.slice(start, end);

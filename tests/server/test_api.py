@@ -58,8 +58,17 @@ def test_search_info_and_health(served: tuple[Path, Path], embedder: SentenceTra
 def test_limits_and_errors_are_clear_4xx(served: tuple[Path, Path]) -> None:
     _, target = served
     client = TestClient(create_app(target))
-    for params in ({"q": "x", "k": 101}, {"q": "x", "k": 0}, {"q": "x" * 10_001}, {}):
-        assert client.get("/api/search", params=params).status_code == 422
+    for params, said in (
+        ({"q": "x", "k": 101}, "k: Input should be less than or equal to 100"),
+        ({"q": "x", "k": 0}, "k: Input should be greater than or equal to 1"),
+        ({"q": "x", "k": "abc"}, "k: Input should be a valid integer, unable to parse string as an integer"),
+        ({"q": "x" * 10_001}, "q: String should have at most 10000 characters"),
+        ({}, "q: is required"),
+    ):
+        refused = client.get("/api/search", params=params)
+        assert refused.status_code == 422 and refused.json() == {"error": said}, refused.text
+    too_many = client.post("/api/search", json={"queries": ["q"], "k": 500})
+    assert too_many.status_code == 422 and too_many.json()["error"].startswith("k: ")
     empty = client.get("/api/search", params={"q": "   "})
     assert empty.status_code == 400 and "empty" in empty.json()["error"]
     bad_mode = client.get("/api/search", params={"q": "bees", "mode": "fuzzy"})
@@ -130,3 +139,30 @@ def test_documents_show_text_and_offsets_and_nothing_else(served: tuple[Path, Pa
         assert response.status_code == 404, bad
         assert "outside" not in response.text and str(tmp_path) not in response.text
     assert client.get("/api/documents/bees.md", params={"chunk": 9}).status_code == 404
+
+
+def test_errors_are_one_line_json_and_foreign_host_names_are_refused(served: tuple[Path, Path]) -> None:
+    _, target = served
+    client = TestClient(create_app(target, hosts=server_app.LOCAL_HOSTS), base_url="http://127.0.0.1:8765")
+    assert client.get("/api/health").status_code == 200
+    assert client.get("/api/health", headers={"host": "localhost:8765"}).status_code == 200
+    assert client.get("/api/health", headers={"host": "[::1]:8765"}).status_code == 200
+    rebound = client.get("/api/documents/bees.md", headers={"host": "attacker.example:8765"})
+    assert rebound.status_code == 400 and "Host" in rebound.json()["error"]  # DNS rebinding
+    for response, status in (
+        (
+            client.post(
+                "/api/search",
+                content=b'{"queries": ["owl"], "k": NaN}',
+                headers={"content-type": "application/json"},
+            ),
+            422,
+        ),
+        (client.post("/api/search", content=b"{not json", headers={"content-type": "application/json"}), 422),
+        (client.get("/api/nothing"), 404),
+        (client.delete("/api/search"), 405),
+        (client.get("/api/documents/bees.md", params={"chunk": "abc"}), 422),
+    ):
+        assert response.status_code == status, (response.status_code, response.text)
+        body = response.json()
+        assert list(body) == ["error"] and "\n" not in body["error"] and "NaN" not in body["error"], body

@@ -34,10 +34,10 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 TOKEN = "page-s3cret"
 FILLER = "\n\n".join(
     f"Section {n}. The committee met again to discuss the budget for the library's roof repairs "
-    f"and the schedule of the autumn book fair, item {n} of the minutes."
+    f"and the schedule of the autumn book fair 🦉📚, item {n} of the minutes."  # emoji: 2 UTF-16 units
     for n in range(60)
 )
-TARGET = "Octopuses change the colour of their skin in a fraction of a second to hide from predators."
+TARGET = "Octopuses 🐙 change the colour of their skin in a fraction of a second to hide from predators."
 FILES = {
     "notes/minutes.md": "# Minutes\n\n" + FILLER + "\n\n## Aside\n\n" + TARGET + "\n\n" + FILLER,
     "bread.txt": "Sourdough bread rises because wild yeast and bacteria ferment the dough.",
@@ -101,7 +101,7 @@ def test_type_a_query_open_the_document_and_see_the_chunk(
     assert first.find_element(By.CLASS_NAME, "where").text.startswith("notes/minutes.md:")
     assert "cosine" in first.find_element(By.CLASS_NAME, "score").text
     marks = [m.text.lower() for m in first.find_elements(By.CSS_SELECTOR, ".snippet mark")]
-    assert "predators" in marks  # the query's words are highlighted in the snippet
+    assert "predators" in marks and "octopuses" in marks  # the query's words, marked where they are
     assert "q=how+do+octopus" in browser.current_url  # the search can be bookmarked
 
     box.send_keys(Keys.ARROW_DOWN)  # keyboard: down to the first result, Enter opens it

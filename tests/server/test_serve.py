@@ -12,6 +12,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from indexer.build import build_index
 from indexer.embedding import SentenceTransformerEmbedder
 from tests.conftest import ROOT, write_files
@@ -85,9 +87,10 @@ def test_two_workers_with_the_int8_model_answer_in_parallel(
     assert "with 2 workers" in (server.stderr.read() if server.stderr else "")
 
 
-def test_a_missing_index_fails_before_any_worker_starts(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["serve"], ["serve", "--workers", "2"], ["mcp"]])
+def test_a_missing_index_is_one_line_before_anything_starts(tmp_path: Path, command: list[str]) -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "cli", "serve", "--index", str(tmp_path / "nothing"), "--workers", "2"],
+        [sys.executable, "-m", "cli", *command, "--index", str(tmp_path / "nothing" / ".semindex")],
         cwd=ROOT,
         capture_output=True,
         text=True,
