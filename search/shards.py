@@ -6,9 +6,10 @@ multi-part index answers as one FAISS index holding every vector would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,13 +154,33 @@ def _search_part(
         chooser = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bits))
     if part.ann is None:
         params = search_params("flat", {}, chooser) if chooser is not None else None
-        return part.vectors.search(vectors, min(k, count), params=params)
+        if len(vectors) >= FEW_QUERIES:
+            return part.vectors.search(vectors, min(k, count), params=params)
+        with _one_thread(faiss):
+            return part.vectors.search(vectors, min(k, count), params=params)
     wanted = min(k * RERANK if part.ann_type == "ivfpq" else k, count)
     params = search_params(part.ann_type, part.ann_params or {}, chooser)
     scores, ids = part.ann.search(vectors, wanted, params=params)
     if part.ann_type == "ivfpq":  # compressed vectors find candidates; exact ones score them
         scores, ids = rescore(part.vectors, vectors, ids, min(k, count))
     return scores, ids
+
+
+# An exact search for fewer queries than this runs on one thread: FAISS's OpenMP threads cost
+# more than they give for one query (1M vectors, 2 cores: 54 ms on one thread, 140 ms on two;
+# bench/shards.py). BLAS takes over from 20 queries on, where threads do pay.
+FEW_QUERIES = 20
+
+
+@contextlib.contextmanager
+def _one_thread(faiss: Any) -> Iterator[None]:
+    """OpenMP's thread count is per calling thread: this changes it for this thread only."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 _POOLS: dict[int, ThreadPoolExecutor] = {}
