@@ -45,6 +45,15 @@ ModelOption = Annotated[
     typer.Option("--model", "-m", help="Model name or folder (default: all-MiniLM-L6-v2, shipped offline)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
+AddressOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--address",
+        metavar="ADDRESS",
+        help="With --engine ray: the Ray cluster to join ('auto': the one `ray start` began here) "
+        "[default: a local Ray instance].",
+    ),
+]
 ThreadsOption = Annotated[
     Optional[int],
     typer.Option(
@@ -215,6 +224,37 @@ def index(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary.")] = False,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local (this process), or ray: read, chunk, embed and write parts as Ray Data stages "
+            "on a Ray cluster (needs the ray extra); the index is the same.",
+        ),
+    ] = "local",
+    address: AddressOption = None,
+    num_gpus: Annotated[
+        Optional[float],
+        typer.Option(
+            "--num-gpus",
+            metavar="N",
+            help="With --engine ray: GPUs per embedding actor [default: 1 if the cluster has GPUs, else 0].",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        Optional[int],
+        typer.Option(
+            "--batch-size", metavar="N", help="With --engine ray: chunks per embedding batch [default: 1024]."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue a build that was interrupted: the parts it finished keep their vectors, "
+            "so those chunks are not embedded again (without it they are deleted).",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Build the index of FOLDER (in FOLDER/.semindex unless --index says otherwise), or update it.
@@ -227,7 +267,16 @@ def index(
         from cli.progress import BuildProgressBar
         from indexer.build import build_index
         from indexer.config import BuildConfig, ChunkingConfig
+        from indexer.distributed import RayOptions
 
+        if engine not in ("local", "ray"):
+            _fail(f"--engine must be local or ray (got {engine!r})", 2)
+        if engine == "local" and (address is not None or num_gpus is not None or batch_size is not None):
+            _fail("--address, --num-gpus and --batch-size go with --engine ray", 2)
+        try:
+            ray_options = RayOptions(address=address, num_gpus=num_gpus, batch_size=batch_size)
+        except SemindexError as exc:
+            _fail(str(exc), 2)
         if index_type is not None and index_type not in ("auto", "flat", "hnsw", "ivf", "ivfpq"):
             _fail(f"--index-type must be auto, flat, hnsw, ivf or ivfpq (got {index_type!r})", 2)
         chunking = None
@@ -264,6 +313,9 @@ def index(
                 progress=bar,
                 wait=wait,
                 on_wait=lambda: typer.echo("Another semindex is writing this index; waiting...", err=True),
+                engine=engine,
+                ray=ray_options,
+                resume=resume,
             )
         if as_json:
             from cli.output import to_json
@@ -430,6 +482,15 @@ def search(
     model: ModelOption = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="local, or ray: the index's parts are held by Ray actors (one per CPU Ray offers) "
+            "and dense search fans out to them; needs the ray extra.",
+        ),
+    ] = "local",
+    address: AddressOption = None,
     as_json: JsonOption = False,
 ) -> None:
     """Search an index by meaning and keywords and print the best matches, best first.
@@ -444,6 +505,8 @@ def search(
         _fail(f"--mode must be hybrid, dense or keyword (got {mode!r})", 2)
     if per_doc < 1:
         _fail(f"--per-doc must be at least 1 (got {per_doc})", 2)
+    if engine not in ("local", "ray"):
+        _fail(f"--engine must be local or ray (got {engine!r})", 2)
     for option, value in (("--modified-after", modified_after), ("--modified-before", modified_before)):
         if value is not None:
             from search.filters import parse_moment
@@ -463,7 +526,7 @@ def search(
         texts = [query] if query is not None else _read_queries(queries or "-")
         for number, text in enumerate(texts, start=1):  # all of them, before any output
             check_query(text, number if queries is not None else None)
-        opened = Index.open(index_dir, model=model)
+        opened = Index.open(index_dir, model=model, engine=engine, address=address)
         batch = 64
         for start in range(0, len(texts), batch):
             group = texts[start : start + batch]

@@ -14,8 +14,20 @@ import numpy as np
 import pyarrow as pa
 
 from indexer.ann import INDEX_TYPES, choose_type, prepare_parts, stored_type
-from indexer.chunking import iter_chunks
+from indexer.chunking import Tokenizer, iter_chunks
 from indexer.config import INDEX_DIRNAME, BuildConfig, ChunkingConfig, ResolvedChunking
+from indexer.distributed import (
+    ENGINES,
+    RayOptions,
+    RayResult,
+    close_journal,
+    journal_names,
+    journal_part,
+    journaled_count,
+    journaled_parts,
+    read_and_embed,
+    start_journal,
+)
 from indexer.embedding import SemindexWarning, SentenceTransformerEmbedder, load_embedder
 from indexer.errors import (
     IndexExistsError,
@@ -116,6 +128,9 @@ def build_index(
     progress: ProgressCallback | None = None,
     wait: bool = False,
     on_wait: Callable[[], None] | None = None,
+    engine: str = "local",
+    ray: RayOptions | None = None,
+    resume: bool = False,
 ) -> BuildReport:
     """Index every readable text file under ``folder``, or bring its existing index up to date.
 
@@ -130,24 +145,58 @@ def build_index(
         progress: Called with a BuildProgress after each embedded batch.
         wait: Wait for another writer of the same index to finish instead of failing.
         on_wait: Called once when ``wait`` finds the index busy.
+        engine: "local" (this process) or "ray" (reading, chunking, embedding and part writing
+            run as Ray Data stages on a Ray cluster: indexer/distributed.py).
+        ray: How the Ray engine joins and uses the cluster.
+        resume: Take the vectors of the parts an interrupted build left (its journal) instead
+            of embedding them again; without it they are deleted.
 
     Returns:
         A BuildReport with counts, skipped files and timings.
     """
     started = time.perf_counter()
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
     root = _check_folder(Path(folder))
     target = resolve_path(index_dir) if index_dir else default_index_dir(root)
     _check_target(root, target)
     created = not target.exists()
     with IndexLock(target, wait=wait, on_wait=on_wait):
         try:
+            run = _Run(engine, ray or RayOptions(), resume)
             return _build_locked(
-                root, target, model, embedder, chunking, config or BuildConfig(), rebuild, progress, started
+                root,
+                target,
+                model,
+                embedder,
+                chunking,
+                config or BuildConfig(),
+                rebuild,
+                progress,
+                started,
+                run,
             )
         except BaseException:
-            if created and not (target / "manifest.json").exists():
+            kept = journaled_count(target)
+            if kept:  # whole parts stay for --resume; a later build without it deletes them
+                warnings.warn(
+                    f"{kept} whole part(s) of this unfinished build are kept: run the same command "
+                    "with --resume to use their vectors instead of embedding those chunks again",
+                    SemindexWarning,
+                    stacklevel=2,
+                )
+            elif created and not (target / "manifest.json").exists():
                 remove_index_folder(target)  # a first build that failed leaves nothing behind
             raise
+
+
+@dataclass(frozen=True)
+class _Run:
+    """How this build runs: the engine, its Ray settings, and whether it resumes."""
+
+    engine: str = "local"
+    ray: RayOptions = field(default_factory=RayOptions)
+    resume: bool = False
 
 
 @dataclass
@@ -217,10 +266,11 @@ def _build_locked(
     rebuild: bool,
     progress: ProgressCallback | None,
     started: float,
+    run: _Run,
 ) -> BuildReport:
     current = _existing_settings(target)
-    if current is not None:
-        collect_garbage(target, current)  # what an interrupted write left behind
+    if current is not None:  # what an interrupted write left behind (but what --resume uses)
+        collect_garbage(target, current, journal_names(target) if run.resume else ())
     elif not rebuild and (target / MANIFEST_FILE).exists():
         IndexManifest.load(target)  # a damaged or newer manifest: say so, never write over it
     existing = None if rebuild else current
@@ -293,7 +343,7 @@ def _build_locked(
                 state.to_read.append(state.sources[path])
         dropped = set(old_files) - set(state.kept)
 
-    report = BuildReport(index_dir=target, updated=previous is not None)
+    report = BuildReport(index_dir=target, updated=previous is not None, engine=run.engine)
     for skipped in state.walk_skips:
         _record_skip(report, skipped, config.strict)
     for entry in state.kept.values():
@@ -327,10 +377,18 @@ def _build_locked(
         settings = ResolvedChunking(existing.chunking["max_tokens"], existing.chunking["overlap_tokens"])
         model_facts, dimension = dict(existing.model), existing.dimension
 
+    header = {"model": model_facts.get("name"), "chunking": settings.to_dict(), "extraction": extraction}
+    resumed = journaled_parts(target, header) if run.resume else []
+    reuse = _reuse_source(target, previous, resumed, model_facts)
     try:
         writer = PartWriter(target, dimension, config.part_rows, config.row_group_size)
+        journal = start_journal(target, header)
+        for part in resumed:  # still listed if this build is interrupted too
+            journal_part(journal, part)
     except OSError as exc:
         raise IndexWriteError(f"cannot write the index at {target}: {exc.strerror or exc}") from exc
+    writer.on_part = lambda part: journal_part(journal, part)
+    report.parts_resumed = len(resumed)
     try:
         for part in old_parts:
             if part.id in affected and previous is not None:
@@ -341,17 +399,26 @@ def _build_locked(
                 terms = keywords.kept_rows(keep) if keywords is not None else None
                 writer.add_table(table.filter(pa.array(keep)), vectors[keep], terms)
         read: dict[str, FileEntry] = {}
-        if state.to_read:
+        cluster = RayResult([], {}, {})
+        if state.to_read and run.engine == "ray":
             assert embedder is not None
-            pipeline = Pipeline(state.to_read, embedder, config, writer, report, progress, previous)
-            chunks_of = _document_chunks(state.to_read, embedder, settings, config, report, old_files, read)
+            cluster = read_and_embed(
+                state.to_read, target, embedder, settings, config, run.ray, report, old_files,
+                reuse.manifest if reuse is not None else None, journal, progress,
+            )  # fmt: skip
+            read.update(cluster.entries)
+        elif state.to_read:
+            assert embedder is not None
+            pipeline = Pipeline(state.to_read, embedder, config, writer, report, progress, reuse)
+            tokenizer = embedder.tokenizer
+            chunks_of = _document_chunks(state.to_read, tokenizer, settings, config, report, old_files, read)
             for chunks, finished in chunks_of:
                 pipeline.add(chunks, finished)
             pipeline.flush()
-        parts = [p for p in old_parts if p.id not in affected] + writer.finish()
+        parts = [p for p in old_parts if p.id not in affected] + writer.finish() + cluster.parts
         manifest = _new_manifest(current, existing, parts, model_facts, settings, extraction, root)
         kind, choice = _index_type(config, existing, manifest.counts["chunks"])
-        fresh = {p.id for p in writer.parts}
+        fresh = {p.id for p in writer.parts} | {p.id for p in cluster.parts}
         previous_faiss = existing.faiss if existing is not None else None
         parts, manifest.faiss = prepare_parts(target, manifest, parts, kind, choice, previous_faiss, fresh)
         manifest.parts = [p.to_dict() for p in parts]
@@ -364,7 +431,7 @@ def _build_locked(
         if manifest.counts["chunks"] == 0 and previous is None:
             raise NothingToIndexError(_nothing_message(root, report))
         report.emptied = manifest.counts["chunks"] == 0  # every document is gone: so is the index
-        entries = _file_entries(state.kept, read, affected, writer.paths_in_part)
+        entries = _file_entries(state.kept, read, affected, writer.paths_in_part | cluster.paths_in_part)
         manifest.file_table = write_file_table(target, entries)
         manifest.counts.update(documents=sum(e.status == "indexed" for e in entries), files=len(entries))
         report.chunks = manifest.counts["chunks"]
@@ -377,14 +444,32 @@ def _build_locked(
         commit(target, manifest)
         report.version = manifest.version
     except OSError as exc:
-        writer.abort()
+        writer.abort(keep_finished=True)
         raise IndexWriteError(
             f"cannot write the index at {target}: {exc.strerror or exc}; the previous index is unchanged"
         ) from exc
     except BaseException:
-        writer.abort()
+        writer.abort(keep_finished=True)
         raise
+    finally:
+        close_journal(journal)
     return report
+
+
+def _reuse_source(
+    target: Path, previous: PreviousIndex | None, resumed: list[PartRef], model_facts: dict[str, object]
+) -> PreviousIndex | None:
+    """Where known vectors come from: the index's current parts and the parts an interrupted
+    build journaled (``--resume``)."""
+    if not resumed or (previous is not None and previous.manifest.format_version < 2):
+        return previous
+    if previous is not None:
+        base, files = previous.manifest, previous.files
+    else:
+        base = IndexManifest(model=dict(model_facts), chunking={}, faiss={}, counts={})
+        files = {}
+    merged = replace(base, parts=[p.to_dict() for p in base.part_refs] + [p.to_dict() for p in resumed])
+    return PreviousIndex(target, merged, files)
 
 
 def _index_type(config: BuildConfig, existing: IndexManifest | None, total: int) -> tuple[str, str]:
@@ -489,7 +574,7 @@ def _nothing_message(root: Path, report: BuildReport) -> str:
 
 def _document_chunks(
     sources: list[SourceFile],
-    embedder: SentenceTransformerEmbedder,
+    tokenizer: Tokenizer,
     settings: ResolvedChunking,
     config: BuildConfig,
     report: BuildReport,
@@ -521,7 +606,7 @@ def _document_chunks(
                     _record_skip(report, note, config.strict)
                     skips.append(note)
                 found = 0
-                for chunks in iter_chunks(document, embedder.tokenizer, settings):
+                for chunks in iter_chunks(document, tokenizer, settings):
                     found += len(chunks)
                     chunk_count += len(chunks)
                     yield chunks, None  # a large file goes on to the model a window at a time

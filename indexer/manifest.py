@@ -206,6 +206,11 @@ class PartRef:
         """Whether the part has a keyword file (parts written before keyword search do not)."""
         return "keywords" in self.files and self.terms is not None
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PartRef:
+        """The part a manifest entry (``to_dict``'s output) describes."""
+        return cls(data["id"], int(data["rows"]), dict(data["files"]), data.get("terms"))
+
     def to_dict(self) -> dict[str, Any]:
         """Return the part as the manifest stores it."""
         data: dict[str, Any] = {"id": self.id, "rows": self.rows, "files": self.files}
@@ -261,7 +266,7 @@ class IndexManifest:
                     },
                 )
             ]
-        return [PartRef(p["id"], int(p["rows"]), dict(p["files"]), p.get("terms")) for p in self.parts]
+        return [PartRef.from_dict(p) for p in self.parts]
 
     def to_dict(self) -> dict[str, Any]:
         """Return the manifest as JSON-ready data."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,20 +33,22 @@ ProgressCallback = Callable[[BuildProgress], None]
 
 def embed_in_length_order(
     embedder: SentenceTransformerEmbedder,
-    chunks: list[Chunk],
+    texts: Sequence[str],
+    tokens: Sequence[int],
     slice_size: int,
     on_slice: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Embed ``chunks`` longest first, ``slice_size`` at a time; rows return in input order.
+    """Embed ``texts`` (of ``tokens`` tokens each) longest first, ``slice_size`` at a time; rows
+    return in input order.
 
     Sorting a large batch by token count keeps each model batch of similar lengths (little
     padding), and the slices let progress be reported while a large batch is embedded.
     """
-    order = sorted(range(len(chunks)), key=lambda i: chunks[i].tokens, reverse=True)
-    vectors = np.empty((len(chunks), embedder.dimension), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: tokens[i], reverse=True)
+    vectors = np.empty((len(texts), embedder.dimension), dtype=np.float32)
     for start in range(0, len(order), slice_size):
         rows = order[start : start + slice_size]
-        vectors[rows] = embedder.embed_documents([chunks[i].embed_text for i in rows])
+        vectors[rows] = embedder.embed_documents([texts[i] for i in rows])
         if on_slice is not None:
             on_slice(len(rows))
     return vectors
@@ -106,7 +108,11 @@ class Pipeline:
             embed_started = time.perf_counter()
             if fresh:
                 vectors[fresh] = embed_in_length_order(
-                    self.embedder, [batch[i] for i in fresh], self.config.embed_slice_chunks, on_slice
+                    self.embedder,
+                    [batch[i].embed_text for i in fresh],
+                    [batch[i].tokens for i in fresh],
+                    self.config.embed_slice_chunks,
+                    on_slice,
                 )
             self.report.embed_seconds += time.perf_counter() - embed_started
             self.report.chunks_reused += len(known)

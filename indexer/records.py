@@ -95,6 +95,8 @@ class BuildReport:
     written: bool = True  # False when nothing had changed, so no new version was written
     version: int = 0  # the index's version after the build
     emptied: bool = False  # an update found no indexable files left: the index is now empty
+    engine: str = "local"  # "local" or "ray": where files were read, chunked and embedded
+    parts_resumed: int = 0  # parts of an interrupted build whose vectors were reused (--resume)
 
     @property
     def pipeline_seconds(self) -> float:
@@ -118,6 +120,8 @@ class BuildReport:
             "written": self.written,
             "version": self.version,
             "emptied": self.emptied,
+            "engine": self.engine,
+            "parts_resumed": self.parts_resumed,
             "seconds": round(self.seconds, 3),
             "model_seconds": round(self.model_seconds, 3),
             "embed_seconds": round(self.embed_seconds, 3),

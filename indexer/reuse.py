@@ -103,12 +103,12 @@ class PreviousIndex:
 
     def vectors(self, chunks: list[Chunk]) -> tuple[list[int], np.ndarray]:
         """Positions in ``chunks`` whose vectors are known, and those vectors."""
+        return self.vectors_by_key([reuse_key(c.content_hash, c.section) for c in chunks])
+
+    def vectors_by_key(self, wanted: list[ReuseKey]) -> tuple[list[int], np.ndarray]:
+        """Positions in ``wanted`` whose vectors are known, and those vectors."""
         keys = self._key_map()
-        found = [
-            (i, keys[k])
-            for i, k in enumerate(reuse_key(c.content_hash, c.section) for c in chunks)
-            if k in keys
-        ]
+        found = [(i, keys[k]) for i, k in enumerate(wanted) if k in keys]
         vectors = np.zeros((len(found), self.manifest.dimension), dtype=np.float32)
         by_part: dict[str, list[tuple[int, int]]] = {}
         for slot, (_, (part_id, row)) in enumerate(found):

@@ -74,7 +74,7 @@ DEFAULT_PART_ROWS = 65_536
 # Names semindex writes inside an index folder; nothing else there is ever deleted.
 _OUR_TOP = re.compile(
     r"manifest\.json|manifest\.json\.tmp-[0-9a-f]{12}|\.manifest\.json\.tmp|semindex\.lock|chunks|vectors|keywords|"
-    r"files-[0-9a-f]{16}\.parquet|index\.faiss|chunks\.parquet|query-model|ann"
+    r"files-[0-9a-f]{16}\.parquet|index\.faiss|chunks\.parquet|query-model|ann|build-journal\.jsonl"
 )
 _OUR_QUERY_MODEL = re.compile(r"(model-[0-9a-f]{16}\.onnx|tokenizer-[0-9a-f]{16}\.json)(\.tmp)?")
 _OUR_CHUNKS = re.compile(r"part-[0-9a-f]{16}\.parquet")
@@ -234,6 +234,7 @@ class PartWriter:
     parts: list[PartRef] = field(default_factory=list)
     paths_in_part: dict[str, set[str]] = field(default_factory=dict)
     count: int = 0
+    on_part: Callable[[PartRef], None] | None = None  # told of each part once it is on disk
 
     def __post_init__(self) -> None:
         for folder in (CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
@@ -339,6 +340,10 @@ class PartWriter:
         }
         self.parts.append(PartRef(self._id, self._rows, files, terms=int(keywords.lengths.sum())))
         crash_point("part-written")
+        if self.on_part is not None:
+            for folder in (CHUNKS_DIR, VECTORS_DIR, KEYWORDS_DIR):
+                fsync_path(self.directory / folder)
+            self.on_part(self.parts[-1])
         self._id, self._parquet, self._index, self._rows = None, None, None, 0
         self._terms = PostingsBuilder()
 
@@ -350,12 +355,16 @@ class PartWriter:
             fsync_path(self.directory / folder)
         return self.parts
 
-    def abort(self) -> None:
-        """Delete everything written so far."""
+    def abort(self, keep_finished: bool = False) -> None:
+        """Delete everything written so far (with ``keep_finished``, all but the finished parts,
+        which an interrupted build's journal lists for ``--resume``)."""
         with contextlib.suppress(Exception):  # already closed, or broken by the error that led here
             if self._parquet is not None:
                 self._parquet.close()
+        finished = {name for p in self.parts for name in (p.chunks_name, p.vectors_name, p.keywords_name)}
         for path in self._written:
+            if keep_finished and f"{path.parent.name}/{path.name}" in finished:
+                continue
             with contextlib.suppress(OSError):
                 path.unlink()
 
@@ -385,13 +394,15 @@ def _listed(manifest: IndexManifest | None) -> set[str]:
     return names
 
 
-def garbage(directory: Path, manifest: IndexManifest | None) -> list[tuple[str, Path]]:
+def garbage(
+    directory: Path, manifest: IndexManifest | None, also_keep: Iterable[str] = ()
+) -> list[tuple[str, Path]]:
     """semindex's own files in ``directory`` that ``manifest`` does not list, by name.
 
-    These are the parts and tables of replaced versions and the leftovers of interrupted writes.
-    Files of other names are never included.
+    These are the parts and tables of replaced versions and the leftovers of interrupted writes
+    (but those named in ``also_keep``). Files of other names are never included.
     """
-    keep = _listed(manifest)
+    keep = _listed(manifest) | set(also_keep)
     candidates: list[tuple[str, Path]] = []
     if directory.is_dir():
         candidates += [(p.name, p) for p in directory.iterdir() if _OUR_TOP.fullmatch(p.name)]
@@ -408,10 +419,12 @@ def garbage(directory: Path, manifest: IndexManifest | None) -> list[tuple[str, 
     return sorted((name, path) for name, path in candidates if name not in keep and not path.is_dir())
 
 
-def collect_garbage(directory: Path, manifest: IndexManifest | None) -> list[str]:
+def collect_garbage(
+    directory: Path, manifest: IndexManifest | None, also_keep: Iterable[str] = ()
+) -> list[str]:
     """Delete the files ``garbage`` names (call under the lock); return their names."""
     removed = []
-    for name, path in garbage(directory, manifest):
+    for name, path in garbage(directory, manifest, also_keep):
         with contextlib.suppress(OSError):
             path.unlink()
             removed.append(name)
@@ -521,6 +534,7 @@ _IDENTITY = ("path", "record", "content_hash")
 # small index reads each group once; a large one keeps its busiest groups (SciFact, 9.8k
 # chunks in 39 groups, fits whole; a hybrid query read 10 uncached groups, 11 ms, with 8).
 ROW_CACHE_BYTES = 32 << 20
+_ROW_OVERHEAD = 600  # bytes a converted row takes besides its text (14 Python values and a dict)
 IDENTITY_GROUPS = 4096  # row groups whose identity columns stay cached (a few hundred bytes a row)
 
 
@@ -541,39 +555,54 @@ class ChunkTable:
         self.num_rows = meta.num_rows
         self._starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
         self._start_list = [int(v) for v in self._starts]
-        self._cache: OrderedDict[int, dict[str, list[Any]]] = OrderedDict()
+        self._cache: OrderedDict[int, pa.Table] = OrderedDict()  # row groups, as read
         self._cache_bytes = cache_bytes
         self._cached_bytes = 0
-        self._sizes: dict[int, int] = {}
+        # Rows already converted to Python, by row number: a server's repeated hits cost nothing.
+        self._rows: OrderedDict[int, dict[str, Any]] = OrderedDict()
+        self._row_bytes = 0
         self._identities: OrderedDict[int, tuple[list[Any], ...]] = OrderedDict()
         self._lock = threading.RLock()
 
-    def _group(self, number: int) -> dict[str, list[Any]]:
-        """A row group's columns as Python lists (converted once, then cached)."""
+    def _group(self, number: int) -> pa.Table:
+        """A row group (read once, then cached)."""
         with self._lock:
-            columns = self._cache.get(number)
-            if columns is not None:
+            table = self._cache.get(number)
+            if table is not None:
                 self._cache.move_to_end(number)
-                return columns
+                return table
             try:
                 table = self._file.read_row_group(number, use_threads=False)  # 2x faster when small
             except (OSError, pa.ArrowException) as exc:
                 raise IndexCorruptError(
                     f"cannot read chunk rows of {self.path} ({exc}); " + REBUILD_HINT
                 ) from exc
-            return self._keep(number, table)
+            self._keep(number, table)
+            return table
 
-    def _keep(self, number: int, table: pa.Table, protect: int = 1) -> dict[str, list[Any]]:
+    def _keep(self, number: int, table: pa.Table, protect: int = 1) -> None:
         """Cache a row group, dropping the least recently used beyond the byte budget (never
         the ``protect`` newest: the groups the read in progress needs)."""
-        columns = table.to_pydict()
-        self._cache[number] = columns
-        self._sizes[number] = 2 * table.nbytes  # Python objects take about twice Arrow's bytes
-        self._cached_bytes += self._sizes[number]
+        self._cache[number] = table
+        self._cached_bytes += table.nbytes
         while self._cached_bytes > self._cache_bytes and len(self._cache) > protect:
-            dropped, _ = self._cache.popitem(last=False)
-            self._cached_bytes -= self._sizes.pop(dropped)
-        return columns
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= dropped.nbytes
+
+    def _row(self, row_id: int, group: int) -> dict[str, Any]:
+        """One row as Python values: converted once (only that row: converting a whole group
+        for one hit cost a 1M-chunk query 8 ms), then kept while the budget allows."""
+        row = self._rows.get(row_id)
+        if row is not None:
+            self._rows.move_to_end(row_id)
+            return row
+        row = self._group(group).slice(row_id - self._start_list[group], 1).to_pylist()[0]
+        self._rows[row_id] = row
+        self._row_bytes += _ROW_OVERHEAD + len(row.get("text") or "")
+        while self._row_bytes > self._cache_bytes and len(self._rows) > 1:
+            _, dropped = self._rows.popitem(last=False)
+            self._row_bytes -= _ROW_OVERHEAD + len(dropped.get("text") or "")
+        return row
 
     def identity(self, row_id: int) -> tuple[str, str | None, str]:
         """A row's (path, record, content_hash), read with those columns of its row group only:
@@ -587,9 +616,6 @@ class ChunkTable:
         return columns[0][offset], columns[1][offset], columns[2][offset]
 
     def _identity_columns(self, group: int) -> tuple[list[Any], ...]:
-        whole = self._cache.get(group)
-        if whole is not None:  # the group's rows are in memory already
-            return tuple(whole[name] for name in _IDENTITY)
         columns = self._identities.get(group)
         if columns is None:
             try:
@@ -628,7 +654,9 @@ class ChunkTable:
             return self._read_rows(wanted, groups)
 
     def _read_rows(self, wanted: list[int], groups: list[int]) -> list[dict[str, Any]]:
-        missing = sorted({g for g in groups if g not in self._cache})
+        missing = sorted(
+            {g for r, g in zip(wanted, groups, strict=True) if r not in self._rows and g not in self._cache}
+        )
         if len(missing) > 1:
             try:
                 table = self._file.read_row_groups(missing, use_threads=False)
@@ -641,9 +669,4 @@ class ChunkTable:
                 size = int(self._starts[number + 1] - self._starts[number])
                 self._keep(number, table.slice(offset, size), protect=len(missing))
                 offset += size
-        out = []
-        for row_id, group in zip(wanted, groups, strict=True):
-            columns = self._group(group)
-            offset = row_id - self._start_list[group]
-            out.append({name: values[offset] for name, values in columns.items()})
-        return out
+        return [dict(self._row(row_id, group)) for row_id, group in zip(wanted, groups, strict=True)]

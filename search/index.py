@@ -34,12 +34,13 @@ from search.filters import Filters, PartColumns, mask, parse_moment
 from search.keyword import KeywordSearcher
 from search.rank import Selected, reciprocal_rank_fusion, select
 from search.results import SearchResult, result_from_row
-from search.shards import OpenPart, cosines, dense_hits, fetch_rows, open_parts
+from search.shards import Hit, OpenPart, cosines, dense_hits, fetch_rows, open_parts
 from search.snippets import make_snippet
 
 MAX_QUERY_CHARS = 10_000
 MODES = ("hybrid", "dense", "keyword")
 BACKENDS = ("auto", "onnx", "onnx-int8", "torch")
+ENGINES = ("local", "ray")
 ONNX_BACKENDS = ("onnx", "onnx-int8")  # these never fall back to torch
 ONNX_HINT = "update it with: semindex index FOLDER (it adds one), or open it with backend='torch'"
 DEFAULT_MODE = "hybrid"  # the best of the three on SciFact's training queries (bench/scifact.py)
@@ -108,8 +109,10 @@ class Index:
         model: str | None,
         backend: str = "auto",
         threads: int | None = None,
+        shards: Any = None,
     ) -> None:
         self.directory = directory
+        self._shards = shards  # a RayShards when the parts are held by Ray actors
         self.manifest = manifest
         self._parts = parts
         self._size = sum(int(p.vectors.ntotal) for p in parts)
@@ -136,6 +139,9 @@ class Index:
         embedder: Embedder | None = None,
         backend: str = "auto",
         threads: int | None = None,
+        engine: str = "local",
+        shards: int | None = None,
+        address: str | None = None,
     ) -> Index:
         """Open the index at ``path`` (default: the nearest ``.semindex`` upwards).
 
@@ -149,6 +155,11 @@ class Index:
                 hybrid, measured by bench/int8.py),
                 "torch" (sentence-transformers), or "auto" (ONNX when the index has it).
             threads: CPU threads for the ONNX query model (default: up to 4).
+            engine: "local" (this process searches every part) or "ray" (the parts' vectors are
+                loaded by Ray actors, ``shards`` of them, default one per CPU Ray offers; dense
+                search fans out to them and merges their hits exactly).
+            address: The Ray cluster to join ("auto": the one ``ray start`` began here); by
+                default a local Ray instance is started.
 
         Raises:
             IndexNotFoundError: No index there.
@@ -157,6 +168,8 @@ class Index:
         """
         if backend not in BACKENDS:
             raise QueryError(f"backend must be one of {', '.join(BACKENDS)} (got {backend!r})")
+        if engine not in ENGINES:
+            raise QueryError(f"engine must be one of {', '.join(ENGINES)} (got {engine!r})")
         directory = index_location(path)
         manifest, parts = _open_version(directory)
         if model is not None:
@@ -171,7 +184,12 @@ class Index:
                 f"the index at {directory} was built with model {manifest.model_name}, "
                 f"but the embedder given is {embedder.name}"
             )
-        return cls(directory, manifest, parts, embedder, model, backend, threads)
+        held = None
+        if engine == "ray":
+            from search.ray_engine import RayShards
+
+            held = RayShards(directory, manifest, shards, address)
+        return cls(directory, manifest, parts, embedder, model, backend, threads, held)
 
     @property
     def embedder(self) -> Embedder:
@@ -400,7 +418,7 @@ class Index:
         depth = min(depth, len(self))
         if mode == "dense":
             assert vector is not None
-            (hits,) = dense_hits(self._parts, vector[None, :], depth, masks)
+            (hits,) = self._dense(vector[None, :], depth, masks)
             return [
                 ((p, r), {"score": _clip(s), "mode": "dense", "cosine": _clip(s), "dense_rank": rank})
                 for rank, (s, p, r) in enumerate(hits, start=1)
@@ -413,7 +431,7 @@ class Index:
                 for rank, (s, p, r) in enumerate(scores.top(depth, masks), start=1)
             ]
         assert vector is not None
-        (dense,) = dense_hits(self._parts, vector[None, :], depth, masks)
+        (dense,) = self._dense(vector[None, :], depth, masks)
         keyword = scores.top(depth, masks)
         similarities = {(p, r): s for s, p, r in dense}
         similarities |= cosines(
@@ -433,6 +451,11 @@ class Index:
             }
             out.append((key, facts))
         return out
+
+    def _dense(self, vectors: np.ndarray, depth: int, masks: Masks) -> list[list[Hit]]:
+        if self._shards is not None:
+            return self._shards.dense_hits(vectors, depth, masks)
+        return dense_hits(self._parts, vectors, depth, masks)
 
     def _search_one(
         self,

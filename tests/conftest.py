@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,22 @@ from indexer.embedding import SentenceTransformerEmbedder, load_embedder
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CORPUS = ROOT / "sample_corpus"
+
+
+@pytest.fixture(scope="module")
+def local_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A local Ray instance of two CPUs for one test module, stopped after it (skips without ray).
+
+    Yields a folder where a test arms a worker's death: a file ``armed-STAGE`` there makes the
+    first Ray worker reaching that stage of a build kill itself (indexer/distributed.die_once).
+    """
+    ray = pytest.importorskip("ray", reason='ray is not installed (pip install "semindex[ray]")')
+    kills = tmp_path_factory.mktemp("kills")
+    os.environ["SEMINDEX_RAY_KILL_ONCE"] = str(kills)  # workers inherit it from ray.init
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    yield kills
+    ray.shutdown()
+    del os.environ["SEMINDEX_RAY_KILL_ONCE"]
 
 
 @pytest.fixture(scope="session")
