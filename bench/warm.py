@@ -28,6 +28,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,7 +100,8 @@ def base_vectors(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_embedder().embed_documents(texts)
 
 
-def build(folder: Path, size: int, base) -> Path:  # type: ignore[no-untyped-def]
+def build(folder: Path, size: int, base, index_type: str = "hnsw", part_rows: int | None = None) -> Path:  # type: ignore[no-untyped-def]
+    """An index of ``size`` synthetic chunks in ``folder`` (built once, then reused)."""
     import numpy as np
 
     from indexer.build import build_index
@@ -129,7 +131,9 @@ def build(folder: Path, size: int, base) -> Path:  # type: ignore[no-untyped-def
             return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
     started = time.perf_counter()
-    config = BuildConfig(records=True, index_type="hnsw", embed_batch_chunks=8192)
+    config = BuildConfig(records=True, index_type=index_type, embed_batch_chunks=8192)
+    if part_rows is not None:
+        config = replace(config, part_rows=part_rows)
     build_index(folder, embedder=Mixtures(), config=config, rebuild=True)
     print(f"built {size:,} chunks in {time.perf_counter() - started:.0f} s", flush=True)
     return target

@@ -5,9 +5,16 @@ truth for updates, checks and exact scores). Above a size, a part also gets an A
 ``ann/part-<fresh id>.faiss``, that search uses instead of scanning every vector:
 
 - ``hnsw``: a graph over the vectors (IndexHNSWFlat). The default for large indexes.
-- ``ivf``: vectors bucketed by a k-means quantiser trained on the part (IndexIVFFlat).
+- ``ivf``: vectors bucketed by a k-means quantiser (IndexIVFFlat).
 - ``ivfpq``: the same buckets with vectors compressed to 48 bytes (IndexIVFPQ); candidates are
-  re-scored with the exact vectors, so reported scores stay exact cosines.
+  re-scored with the exact vectors, so reported scores stay exact cosines. The default for
+  very large indexes, where HNSW's graph and float vectors no longer fit in memory.
+
+The IVF types train one quantiser (and PQ codebook) for the whole index, on a sample drawn
+across all its parts; each part adds its vectors to a copy of it, so every part has the same
+buckets and a query probes the same regions of every part. The training is kept as long as
+the index has not outgrown it (16 times the rows it was trained for); a new part, from an
+update or from another machine's build, is added to a copy of the same training.
 
 Parts too small for a trustworthy structure (an IVF needs at least 39 training vectors per
 bucket) stay flat. After each write the build measures recall@10 of the whole index against
@@ -29,6 +36,10 @@ INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 # Below this many chunks an exact scan of every vector takes a few milliseconds (bench/warm.py
 # measures it), so the index stays flat; above it, HNSW answers in well under a millisecond a part.
 FLAT_MAX_ROWS = 100_000
+# Above this many, HNSW's float vectors and graph (about 1.8 KB a chunk: 3.6 GB at 2M) give way
+# to IVF-PQ codes (56 bytes a chunk, exact vectors memory-mapped for re-scoring): docs/scale.md.
+IVFPQ_MIN_ROWS = 2_000_000
+RETRAIN_GROWTH = 16  # an IVF training is redone once the index holds this many times its rows
 MIN_ANN_ROWS = 8_192  # a part smaller than this is scanned exactly
 TRAINING_PER_LIST = 39  # FAISS's own floor for k-means: fewer points per centroid is unreliable
 TARGET_RECALL = 0.95
@@ -46,7 +57,9 @@ def stored_type(faiss: dict[str, Any]) -> str:
 
 def choose_type(total_rows: int) -> str:
     """The index type for an index of ``total_rows`` chunks when the user has not chosen one."""
-    return "flat" if total_rows <= FLAT_MAX_ROWS else "hnsw"
+    if total_rows <= FLAT_MAX_ROWS:
+        return "flat"
+    return "hnsw" if total_rows <= IVFPQ_MIN_ROWS else "ivfpq"
 
 
 def lists_for(rows: int) -> int:
@@ -67,35 +80,43 @@ def build_params(kind: str) -> dict[str, Any]:
     return {}
 
 
-def build_ann(kind: str, vectors: np.ndarray, params: dict[str, Any]) -> Any | None:
-    """An ANN index over one part's unit vectors, or None when the part should stay flat."""
+def build_hnsw(vectors: np.ndarray, params: dict[str, Any]) -> Any:
+    """An HNSW graph over one part's unit vectors."""
     import faiss
 
-    index: Any
-    rows, dimension = vectors.shape
-    if kind == "flat" or rows < MIN_ANN_ROWS:
-        return None
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    if kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dimension, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = int(params["efConstruction"])
-        index.add(vectors)
-        return index
-    lists = lists_for(rows)
-    if rows < TRAINING_PER_LIST * lists:
-        return None
+    index = faiss.IndexHNSWFlat(vectors.shape[1], int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = int(params["efConstruction"])
+    index.add(vectors)
+    return index
+
+
+def training_rows(kind: str, total_rows: int, params: dict[str, Any]) -> int:
+    """How many sample vectors an IVF training of an index of ``total_rows`` uses (0: too few
+    to train one that can be trusted)."""
+    lists = lists_for(total_rows)
+    wanted = TRAINING_PER_LIST * lists
+    if kind == "ivfpq":
+        wanted = max(wanted, TRAINING_PER_LIST * (1 << int(params["nbits"])))
+    return wanted if total_rows >= max(wanted, MIN_ANN_ROWS) else 0
+
+
+def train_ivf(kind: str, sample: np.ndarray, lists: int, params: dict[str, Any]) -> Any:
+    """An empty IVF (or IVF-PQ) index trained on ``sample``: the copy every part adds to."""
+    import faiss
+
+    dimension = sample.shape[1]
     quantiser = faiss.IndexFlatIP(dimension)
+    index: Any
     if kind == "ivf":
         index = faiss.IndexIVFFlat(quantiser, dimension, lists, faiss.METRIC_INNER_PRODUCT)
     else:
         m = int(params["m"]) if dimension % int(params["m"]) == 0 else _divisor_near(dimension, 48)
-        nbits = int(params["nbits"])
-        if rows < TRAINING_PER_LIST * (1 << nbits):
-            return None
-        index = faiss.IndexIVFPQ(quantiser, dimension, lists, m, nbits, faiss.METRIC_INNER_PRODUCT)
-    index.cp.seed = 1234  # the same part gives the same buckets on every run
-    index.train(vectors)
-    index.add(vectors)
+        index = faiss.IndexIVFPQ(
+            quantiser, dimension, lists, m, int(params["nbits"]), faiss.METRIC_INNER_PRODUCT
+        )
+    index.cp.seed = 1234  # the same sample gives the same buckets on every run
+    index.train(np.ascontiguousarray(sample, dtype=np.float32))
     return index
 
 
@@ -167,44 +188,55 @@ def prepare_parts(
 ) -> tuple[list[PartRef], dict[str, Any]]:
     """Give every part the ANN file ``kind`` calls for (or none), then check recall.
 
-    Parts whose ANN file is already of this kind keep it; the others get one built from their
-    exact vectors, under a fresh name (files are never rewritten). ``fresh`` names the parts
-    written by this build. Returns the parts and the manifest's ``faiss`` facts.
+    Parts whose ANN file is already of this kind (and, for IVF, of the index's training) keep
+    it; the others get one built from their exact vectors, under a fresh name (files are never
+    rewritten). ``fresh`` names the parts written by this build. Returns the parts and the
+    manifest's ``faiss`` facts.
     """
     import faiss
 
     from indexer.store import all_vectors, ann_problem, file_facts, fsync_path, new_id, read_vectors
 
     params = build_params(kind)
-    if previous and previous.get("type") == kind and isinstance(previous.get("params"), dict):
-        params |= {k: v for k, v in previous["params"].items() if k in params}
+    kept = previous if previous is not None and previous.get("type") == kind else None
+    if kept is not None and isinstance(kept.get("params"), dict):
+        params |= {k: v for k, v in kept["params"].items() if k in params}
+    total = sum(p.rows for p in parts)
+    training: dict[str, Any] | None = None
+    template = None
+    if kind in ("ivf", "ivfpq"):
+        training, template = _ivf_training(directory, manifest, parts, kind, params, kept)
     out: list[PartRef] = []
     changed = bool(fresh)
     for part in parts:
         current = part.ann
         files = {k: v for k, v in part.files.items() if k != "ann"}
-        if kind == "flat" or part.rows < MIN_ANN_ROWS:
+        if kind == "flat" or part.rows < MIN_ANN_ROWS or (kind != "hnsw" and template is None):
             changed |= current is not None
             out.append(replace(part, files=files))
             continue
-        if current is not None and current.get("type") == kind and ann_problem(directory, part) is None:
+        same_training = training is None or (current is not None and current.get("trained") == training["id"])
+        usable = current is not None and current.get("type") == kind and same_training
+        if usable and ann_problem(directory, part) is None:
             out.append(part)
             continue
         vectors = all_vectors(read_vectors(directory, manifest, part))
-        index = build_ann(kind, vectors, params)
-        if index is None:
-            out.append(replace(part, files=files))
-            continue
+        if template is not None:
+            index = faiss.clone_index(template)  # the index's shared buckets, empty
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        else:
+            index = build_hnsw(vectors, params)
         (directory / ANN_DIR).mkdir(exist_ok=True)
         name = f"{ANN_DIR}/part-{new_id()}.faiss"
         faiss.write_index(index, str(directory / name))
         fsync_path(directory / name)
         files["ann"] = file_facts(directory / name) | {"name": name, "type": kind}
+        if training is not None:
+            files["ann"]["trained"] = training["id"]
         out.append(replace(part, files=files))
         changed = True
     if (directory / ANN_DIR).is_dir():
         fsync_path(directory / ANN_DIR)
-    total = sum(p.rows for p in out)
     facts: dict[str, Any] = {
         "type": kind,
         "choice": choice,
@@ -212,15 +244,63 @@ def prepare_parts(
         "ntotal": total,
         "ann_parts": sum(p.ann is not None for p in out),  # parts under MIN_ANN_ROWS stay exact
     }
+    if training is not None and any(p.ann for p in out):
+        facts["trained"] = training
     if kind == "flat" or not any(p.ann for p in out):
         return out, facts | {"params": {}, "recall_at_10": 1.0}
-    if not changed and previous and previous.get("type") == kind and "recall_at_10" in previous:
-        return out, facts | {
-            k: previous[k] for k in ("params", "recall_at_10", "recall_check") if k in previous
-        }
+    if not changed and kept is not None and "recall_at_10" in kept:
+        return out, facts | {k: kept[k] for k in ("params", "recall_at_10", "recall_check") if k in kept}
     settings, recall = check_recall(directory, manifest, out, kind, params)
     check = {"queries": CHECK_QUERIES, "k": 10, "target": TARGET_RECALL, "against": "exact search"}
     return out, facts | {"params": settings, "recall_at_10": round(recall, 4), "recall_check": check}
+
+
+def _ivf_training(
+    directory: Path,
+    manifest: IndexManifest,
+    parts: list[PartRef],
+    kind: str,
+    params: dict[str, Any],
+    previous: dict[str, Any] | None,
+) -> tuple[dict[str, Any] | None, Any]:
+    """The index's IVF training (its facts, and an empty trained index to copy), kept from the
+    previous version when it still fits, else trained on a sample across all ``parts``.
+    (None, None) when the index is too small to train one."""
+    import faiss
+
+    from indexer.store import ann_problem, new_id, read_vectors
+
+    total = sum(p.rows for p in parts)
+    old = previous.get("trained") if previous is not None else None
+    if isinstance(old, dict) and total <= RETRAIN_GROWTH * int(old.get("rows", 0)):
+        for part in parts:  # any part built on that training holds a copy of it
+            ann = part.ann
+            if ann is None or ann.get("trained") != old.get("id") or ann_problem(directory, part) is not None:
+                continue
+            index = faiss.read_index(str(directory / str(ann["name"])))
+            index.reset()  # its vectors go; its buckets (and PQ codebook) stay
+            return dict(old), index
+    wanted = training_rows(kind, total, params)
+    if wanted == 0:
+        return None, None
+    flats = [read_vectors(directory, manifest, part, mmap=True) for part in parts]  # mapped, not read
+    sample = sample_vectors(parts, flats, wanted, np.random.default_rng(1234))
+    lists = lists_for(total)
+    template = train_ivf(kind, sample, lists, params)
+    return {"id": new_id(), "lists": lists, "rows": total, "sample": len(sample)}, template
+
+
+def sample_vectors(
+    parts: list[PartRef], flats: list[Any], count: int, rng: np.random.Generator
+) -> np.ndarray:
+    """About ``count`` stored vectors drawn across ``parts``, each giving its share by size."""
+    total = sum(p.rows for p in parts)
+    pool = []
+    for part, flat in zip(parts, flats, strict=True):
+        take = max(1, round(count * part.rows / max(total, 1)))
+        rows = np.sort(rng.choice(part.rows, size=min(take, part.rows), replace=False))
+        pool.append(np.asarray(flat.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32))
+    return np.concatenate(pool)
 
 
 def check_recall(
@@ -237,15 +317,9 @@ def check_recall(
 
     from indexer.store import read_vectors
 
-    rng = np.random.default_rng(7)
-    pool = []
-    total = sum(p.rows for p in parts)
     flats = [read_vectors(directory, manifest, part, mmap=True) for part in parts]  # mapped, not read
-    for part, flat in zip(parts, flats, strict=True):  # a sample of stored vectors, by part size
-        take = max(1, round(2 * CHECK_QUERIES * part.rows / max(total, 1)))
-        rows = rng.choice(part.rows, size=min(take, part.rows), replace=False)
-        pool.append(np.asarray(flat.reconstruct_batch(rows.astype(np.int64)), dtype=np.float32))
-    queries = sample_queries(np.concatenate(pool), CHECK_QUERIES)
+    pool = sample_vectors(parts, flats, 2 * CHECK_QUERIES, np.random.default_rng(7))
+    queries = sample_queries(pool, CHECK_QUERIES)
     name = _EFFORT[kind][0]
     levels = effort_levels(kind, int(params.get(name, _EFFORT[kind][1])))
     exact: list[list[tuple[float, int, int]]] = [[] for _ in queries]

@@ -21,7 +21,8 @@ from tests.conftest import ROOT, write_files
 
 def test_choice_by_size_and_lists() -> None:
     assert ann.choose_type(1_000) == "flat" and ann.choose_type(ann.FLAT_MAX_ROWS) == "flat"
-    assert ann.choose_type(ann.FLAT_MAX_ROWS + 1) == "hnsw"
+    assert ann.choose_type(ann.FLAT_MAX_ROWS + 1) == "hnsw" and ann.choose_type(ann.IVFPQ_MIN_ROWS) == "hnsw"
+    assert ann.choose_type(ann.IVFPQ_MIN_ROWS + 1) == "ivfpq"
     assert ann.lists_for(65_536) == 1024 and ann.lists_for(10_000) == 256
     for rows in (700, 5_000, 65_536, 1_000_000):
         assert rows >= ann.TRAINING_PER_LIST * ann.lists_for(rows) or ann.lists_for(rows) == 16
@@ -63,11 +64,13 @@ def test_hnsw_on_real_text_survives_updates(
 
 
 @pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
-def test_ivf_types_reach_the_recall_target(
-    tmp_path: Path, embedder: SentenceTransformerEmbedder, kind: str
+def test_ivf_types_share_one_training_and_reach_the_recall_target(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder, kind: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """12,000 vectors near real embeddings (mixtures of the sample corpus's chunks): enough to
-    train IVF buckets and PQ codes; recall is checked against an exhaustive search here too."""
+    """12,000 vectors near real embeddings (mixtures of the sample corpus's chunks) in three
+    parts: one IVF training (buckets, PQ codes) drawn across them, copied into every part, and
+    kept for a part an update adds; recall is checked against an exhaustive search here too."""
+    monkeypatch.setattr(ann, "MIN_ANN_ROWS", 2_000)
     texts = [p.read_text(encoding="utf-8") for p in sorted((ROOT / "sample_corpus").rglob("*.md"))]
     base = embedder.embed_documents([t[i : i + 400] for t in texts for i in range(0, len(t), 400)])
     rng = np.random.default_rng(3)
@@ -88,13 +91,29 @@ def test_ivf_types_reach_the_recall_target(
     with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
         for number in range(12_000):
             handle.write(json.dumps({"_id": str(number), "text": f"item {number}"}) + "\n")
-    config = BuildConfig(index_type=kind, records=True, query_model=False)
+    config = BuildConfig(index_type=kind, records=True, query_model=False, part_rows=4_000)
     build_index(folder, embedder=Mixtures(), config=config)
     target = folder / ".semindex"
     manifest = IndexManifest.load(target)
     assert manifest.faiss["type"] == kind and manifest.faiss["recall_at_10"] >= ann.TARGET_RECALL
-    (part,) = manifest.part_refs
-    assert part.ann is not None and part.ann["type"] == kind
+    trained = manifest.faiss["trained"]
+    assert trained["lists"] == ann.lists_for(12_000) and trained["rows"] == 12_000
+    assert len(manifest.part_refs) == 3
+    for part in manifest.part_refs:
+        assert part.ann is not None and part.ann["type"] == kind and part.ann["trained"] == trained["id"]
+    assert_same_buckets(target, manifest)
+
+    with open(folder / "more.jsonl", "w", encoding="utf-8") as handle:
+        for number in range(3_000):
+            handle.write(json.dumps({"_id": f"m{number}", "text": f"more {number}"}) + "\n")
+    build_index(folder, embedder=Mixtures(), config=config)
+    updated = IndexManifest.load(target)
+    assert updated.faiss["trained"] == trained and len(updated.part_refs) == 4
+    assert {p.ann["name"] for p in manifest.part_refs} < {p.ann["name"] for p in updated.part_refs if p.ann}
+    assert all(p.ann is not None and p.ann["trained"] == trained["id"] for p in updated.part_refs)
+    assert_same_buckets(target, updated)
+    assert updated.faiss["recall_at_10"] >= ann.TARGET_RECALL
+
     index = Index.open(target, embedder=embedder)
     queries = ann.sample_queries(base, 50, seed=11)
     found = dense_hits(index._parts, queries, 10)
@@ -109,3 +128,19 @@ def test_ivf_types_reach_the_recall_target(
         exact = {h[1:]: h[0] for h in t}
         assert all(abs(exact[h[1:]] - h[0]) < 1e-5 for h in f if h[1:] in exact)
     assert verify_index(target).ok
+
+
+def assert_same_buckets(target: Path, manifest: IndexManifest) -> None:
+    """Every part's IVF has the very same centroids (and PQ codebook)."""
+    import faiss
+
+    first = None
+    for part in manifest.part_refs:
+        assert part.ann is not None
+        stored = faiss.read_index(str(target / part.ann["name"]))  # kept alive: index points into it
+        index = faiss.extract_index_ivf(stored)
+        centroids = index.quantizer.reconstruct_n(0, index.nlist)
+        codebook = faiss.vector_to_array(index.pq.centroids) if hasattr(index, "pq") else np.zeros(0)
+        if first is None:
+            first = (centroids, codebook)
+        assert np.array_equal(first[0], centroids) and np.array_equal(first[1], codebook)
