@@ -156,7 +156,7 @@ def compare_shards(args: argparse.Namespace) -> None:
     def ray_search(query: np.ndarray) -> list[tuple[int, int]]:
         return [(p, r) for _, p, r in shards.dense_hits(query, 10, None)[0]]
 
-    ray_search(queries[0])
+    ray_search(queries[:1])  # warm-up
     remote, ray_ms = timed(ray_search, queries)
     shards.close()
     print(

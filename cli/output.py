@@ -132,6 +132,12 @@ def _vector_index(info: dict[str, Any]) -> str:
         text += f"; recall@10 {faiss['recall_at_10']:.3f} against exact search ({settings})"
         if exact:
             text += f"; {exact} small part{'s' if exact != 1 else ''} scanned exactly"
+        trained = faiss.get("trained")
+        if isinstance(trained, dict):
+            text += (
+                f"; one IVF training ({trained.get('lists')} lists, from {trained.get('sample'):,} vectors) "
+                "shared by every part"
+            )
     return text
 
 

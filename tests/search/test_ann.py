@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 import indexer.ann as ann
+from cli.output import format_info
 from indexer.build import build_index
 from indexer.config import BuildConfig
 from indexer.embedding import SentenceTransformerEmbedder
 from indexer.manifest import IndexManifest
 from indexer.verify import verify_index
 from search import Index
-from search.shards import dense_hits
+from search.shards import _shared_assignment, dense_hits
 from tests.conftest import ROOT, write_files
 
 
@@ -102,6 +103,8 @@ def test_ivf_types_share_one_training_and_reach_the_recall_target(
     for part in manifest.part_refs:
         assert part.ann is not None and part.ann["type"] == kind and part.ann["trained"] == trained["id"]
     assert_same_buckets(target, manifest)
+    shown = format_info(Index.open(target, embedder=embedder).info().to_dict())
+    assert f"one IVF training ({trained['lists']} lists, from {trained['sample']:,} vectors)" in shown
 
     with open(folder / "more.jsonl", "w", encoding="utf-8") as handle:
         for number in range(3_000):
@@ -117,6 +120,11 @@ def test_ivf_types_share_one_training_and_reach_the_recall_target(
     index = Index.open(target, embedder=embedder)
     queries = ann.sample_queries(base, 50, seed=11)
     found = dense_hits(index._parts, queries, 10)
+    # The parts' nearest lists are found once for all of them (one training), with the same
+    # answers as each part searching on its own (a mask turns the shared step off).
+    assert _shared_assignment(index._parts, queries) is not None
+    every = [np.ones(p.vectors.ntotal, dtype=bool) for p in index._parts]
+    assert found == dense_hits(index._parts, queries, 10, every)
     for opened in index._parts:
         opened.ann = None
     truth = dense_hits(index._parts, queries, 10)
