@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from scifact import SEMINDEX, mode_scores, run, write_corpus  # noqa: E402
+from shards import timed  # noqa: E402
 
 
 def build(corpus: Path, index: Path, engine: str) -> tuple[dict, float]:
@@ -103,15 +104,6 @@ def compare_builds(args: argparse.Namespace) -> None:
         local, _ = mode_scores(work / "index-local", judged, "test", work, mode)
         ray, _ = mode_scores(work / "index-ray", judged, "test", work, mode)
         print(f"| | {mode} | {local['ndcg@10']:.4f} | {ray['ndcg@10']:.4f} |", flush=True)
-
-
-def timed(search, queries: np.ndarray) -> tuple[list[list[tuple[int, int]]], np.ndarray]:  # type: ignore[no-untyped-def]
-    found, times = [], []
-    for query in queries:
-        started = time.perf_counter()
-        found.append(search(query[None, :]))
-        times.append(time.perf_counter() - started)
-    return found, np.array(times) * 1000
 
 
 def compare_shards(args: argparse.Namespace) -> None:
