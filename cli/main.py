@@ -228,6 +228,7 @@ def index(
         str,
         typer.Option(
             "--engine",
+            metavar="local|ray",
             help="local (this process), or ray: read, chunk, embed and write parts as Ray Data stages "
             "on a Ray cluster (needs the ray extra); the index is the same.",
         ),
@@ -252,7 +253,7 @@ def index(
         typer.Option(
             "--resume",
             help="Continue a build that was interrupted: the parts it finished keep their vectors, "
-            "so those chunks are not embedded again (without it they are deleted).",
+            "so those chunks are not embedded again (without --resume, those parts are deleted).",
         ),
     ] = False,
     as_json: JsonOption = False,
@@ -486,6 +487,7 @@ def search(
         str,
         typer.Option(
             "--engine",
+            metavar="local|ray",
             help="local, or ray: the index's parts are held by Ray actors (one per CPU Ray offers) "
             "and dense search fans out to them; needs the ray extra.",
         ),
