@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import time
 import warnings
@@ -20,9 +21,11 @@ from indexer.distributed import (
     ENGINES,
     RayOptions,
     RayResult,
+    ResumeSettingsError,
     close_journal,
     journal_names,
     journal_part,
+    journal_path,
     journaled_count,
     journaled_parts,
     read_and_embed,
@@ -176,6 +179,8 @@ def build_index(
                 started,
                 run,
             )
+        except ResumeSettingsError:
+            raise  # the interrupted build's journal and parts stay as they were
         except BaseException:
             kept = journaled_count(target)
             if kept:  # whole parts stay for --resume; a later build without it deletes them
@@ -185,8 +190,11 @@ def build_index(
                     SemindexWarning,
                     stacklevel=2,
                 )
-            elif created and not (target / "manifest.json").exists():
-                remove_index_folder(target)  # a first build that failed leaves nothing behind
+            else:
+                with contextlib.suppress(OSError):
+                    journal_path(target).unlink()  # it lists nothing worth keeping
+                if created and not (target / "manifest.json").exists():
+                    remove_index_folder(target)  # a first build that failed leaves nothing behind
             raise
 
 

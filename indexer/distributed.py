@@ -60,6 +60,10 @@ EMBED_CPUS = 0.75  # logical CPUs an embedding actor asks for on a cluster witho
 STAGE_SCHEMA = CHUNK_SCHEMA.append(pa.field("kind", pa.string())).append(pa.field("payload", pa.binary()))
 
 
+class ResumeSettingsError(InputError):
+    """``--resume`` found the journal of a build with other settings."""
+
+
 @dataclass(frozen=True)
 class RayOptions:
     """How a build uses Ray."""
@@ -181,7 +185,7 @@ def journaled_parts(target: Path, header: dict[str, Any]) -> list[PartRef]:
         return []
     old = {k: v for k, v in records[0].items() if k != "kind"}
     if old != header:
-        raise InputError(
+        raise ResumeSettingsError(
             "the interrupted build used other settings (model, chunking or reading); "
             "run again without --resume to start over"
         )

@@ -125,6 +125,7 @@ def test_strict_mode_stops_at_a_failure_and_keeps_the_old_index(
     with pytest.raises(StrictModeError, match=r"broken\.pdf"):
         build_index(folder, embedder=embedder, config=BuildConfig(strict=True))
     assert Index.open(folder / ".semindex", embedder=embedder).search("fine", k=5)[0].path == "ok.txt"
+    assert not (folder / ".semindex" / "build-journal.jsonl").exists()  # it listed no parts
     report = build_index(folder, embedder=embedder)
     assert [s.path for s in report.skipped if s.failed] == ["broken.pdf"]
 

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,25 @@ def test_without_resume_an_interrupted_build_starts_over(
     assert verify_index(target).problems == []
     listed = {p.chunks_name for p in IndexManifest.load(target).part_refs}
     assert {f"chunks/{p.name}" for p in (target / "chunks").iterdir()} == listed  # leftovers gone
+
+
+def test_resume_with_other_settings_keeps_the_journal(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    from indexer.config import ChunkingConfig
+    from indexer.distributed import ResumeSettingsError
+
+    target = tmp_path / "index"
+    assert _killed_build(SAMPLE_CORPUS, target, "local", "unused").returncode == -9
+    journal = (target / JOURNAL_FILE).read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "parts are kept, run with --resume" advice here
+        with pytest.raises(ResumeSettingsError, match="without --resume"):
+            build_index(SAMPLE_CORPUS, target, embedder=embedder, config=SMALL_PARTS,
+                        chunking=ChunkingConfig(max_tokens=128), resume=True)  # fmt: skip
+    assert (target / JOURNAL_FILE).read_bytes() == journal
+    report = build_index(SAMPLE_CORPUS, target, embedder=embedder, config=SMALL_PARTS, resume=True)
+    assert report.parts_resumed >= 1 and verify_index(target).problems == []
 
 
 def test_ray_build_errors_are_one_line(local_ray: Path, tmp_path: Path) -> None:
