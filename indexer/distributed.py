@@ -104,7 +104,7 @@ def connect(address: str | None) -> Any:
                 include_dashboard=False,
                 logging_level=logging.ERROR,
             )
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        except (OSError, RuntimeError, ValueError) as exc:  # OSError: ConnectionError, a bad temp folder
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise InputError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from exc
     return ray
