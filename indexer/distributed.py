@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import pickle
 import signal
@@ -74,6 +75,8 @@ class RayOptions:
     embedders: int | None = None  # embedding actors (None: one per GPU, else one per CPU)
 
     def __post_init__(self) -> None:
+        if self.num_gpus is not None and not math.isfinite(self.num_gpus):
+            raise InputError(f"--num-gpus must be a number of GPUs (got {self.num_gpus})")
         if self.num_gpus is not None and self.num_gpus < 0:
             raise InputError(f"--num-gpus cannot be negative (got {self.num_gpus})")
         if self.batch_size is not None and self.batch_size < 1:
@@ -96,6 +99,7 @@ def connect(address: str | None) -> Any:
     ray = import_ray()
     logging.getLogger("ray").setLevel(logging.ERROR)  # the driver shows its own progress and errors
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
             ray.init(
                 address=address,
@@ -108,6 +112,24 @@ def connect(address: str | None) -> Any:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
             raise InputError(f"cannot start or join {where}: {str(exc).splitlines()[0]}") from exc
     return ray
+
+
+def _check_reachable(address: str | None) -> None:
+    """A cluster address of the form HOST:PORT must answer within seconds: Ray itself would
+    retry an address where nothing listens for minutes."""
+    import socket
+
+    if not address or address in ("auto", "local") or "://" in address or ":" not in address:
+        return  # Ray's own checks answer at once for these
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=5):
+            pass
+    except (OSError, ValueError, OverflowError) as exc:
+        raise InputError(
+            f"cannot join the Ray cluster at {address}: nothing answers there ({exc}); "
+            "check the address that `ray start --head` printed"
+        ) from exc
 
 
 def original_error(exc: BaseException) -> SemindexError | None:
@@ -166,21 +188,48 @@ def _append(handle: Any, record: dict[str, Any]) -> None:
     os.fsync(handle.fileno())
 
 
+def _journal_records(target: Path) -> list[dict[str, Any]]:
+    """The journal's records up to the first line that is not one (a line cut off by a crash,
+    or damage: what follows it was never confirmed). No journal, or an unreadable one: none."""
+    try:
+        data = journal_path(target).read_bytes()
+    except OSError:
+        return []
+    records = []
+    for line in data.splitlines():
+        try:
+            record = json.loads(line.decode("utf-8"))
+        except ValueError:  # UnicodeDecodeError is one too
+            break
+        if not isinstance(record, dict):
+            break
+        records.append(record)
+    return records
+
+
+def _journal_part(target: Path, record: dict[str, Any]) -> PartRef | None:
+    """The part a journal record names, if its files are there, whole and of its size."""
+    import faiss
+
+    if record.get("kind") != "part":
+        return None
+    try:
+        part = PartRef.from_dict(record["part"])
+        check_part_files(target, part)
+        vectors = faiss.read_index(str(target / part.vectors_name), faiss.IO_FLAG_MMAP)
+        if vectors.ntotal != part.rows:
+            return None
+    except (IndexCorruptError, KeyError, TypeError, ValueError, AttributeError, RuntimeError, OSError):
+        return None
+    return part
+
+
 def journaled_parts(target: Path, header: dict[str, Any]) -> list[PartRef]:
     """The whole parts an interrupted build journaled, if it had the same settings as this one.
 
     A damaged or missing part is left out (its chunks are simply embedded again).
     """
-    path = journal_path(target)
-    if not path.is_file():
-        return []
-    records = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                break  # a line cut off by the crash: what follows it was never confirmed
+    records = _journal_records(target)
     if not records or records[0].get("kind") != "build":
         return []
     old = {k: v for k, v in records[0].items() if k != "kind"}
@@ -189,39 +238,27 @@ def journaled_parts(target: Path, header: dict[str, Any]) -> list[PartRef]:
             "the interrupted build used other settings (model, chunking or reading); "
             "run again without --resume to start over"
         )
-    parts = []
+    parts: dict[str, PartRef] = {}
     for record in records[1:]:
-        if record.get("kind") != "part":
-            continue
-        try:
-            part = PartRef.from_dict(record["part"])
-            check_part_files(target, part)
-        except (IndexCorruptError, KeyError, TypeError, ValueError):
-            continue
-        parts.append(part)
-    return parts
+        part = _journal_part(target, record)
+        if part is not None:
+            parts.setdefault(part.id, part)
+    return list(parts.values())
 
 
 def journaled_count(target: Path) -> int:
     """How many whole parts the journal of an unfinished build lists (0 when there is none)."""
-    try:
-        return len(journal_names(target) - {JOURNAL_FILE}) // 3
-    except OSError:
-        return 0
+    return len({p.id for p in (_journal_part(target, r) for r in _journal_records(target)[1:]) if p})
 
 
 def journal_names(target: Path) -> set[str]:
     """The files of the parts the journal lists (kept from cleanup while a build resumes)."""
     names = {JOURNAL_FILE}
-    path = journal_path(target)
-    if path.is_file():
-        with open(path, encoding="utf-8") as handle:
-            for line in handle:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    record = json.loads(line)
-                    if record.get("kind") == "part":
-                        part = PartRef.from_dict(record["part"])
-                        names.update((part.chunks_name, part.vectors_name, part.keywords_name))
+    for record in _journal_records(target):
+        with contextlib.suppress(KeyError, TypeError, ValueError, AttributeError):
+            if record.get("kind") == "part":
+                part = PartRef.from_dict(record["part"])
+                names.update((part.chunks_name, part.vectors_name, part.keywords_name))
     return names
 
 
@@ -315,6 +352,16 @@ class _Embedder:
         self.slice_size, self.counter = slice_size, counter
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        try:
+            return self._embed(batch)
+        except SemindexError as exc:  # sent to the driver as a row, raised there
+            error = _stage_table(CHUNK_SCHEMA.empty_table(), [], error=exc)
+            flat = pa.array(np.zeros(self.embedder.dimension, dtype=np.float32))
+            return error.append_column(
+                "vector", pa.FixedSizeListArray.from_arrays(flat, self.embedder.dimension)
+            )
+
+    def _embed(self, batch: pa.Table) -> pa.Table:
         from indexer.pipeline import embed_in_length_order
         from indexer.reuse import reuse_key
 
@@ -368,9 +415,11 @@ def _write_part(batch: pa.Table, directory: str, dimension: int, config: BuildCo
         try:
             writer.add_table(chunks.select(CHUNK_SCHEMA.names), np.array(vectors.reshape(-1, dimension)))
             parts = writer.finish()
-        except OSError as exc:  # a full or read-only disk: told to the driver as an error row
+        except (OSError, SemindexError) as exc:  # a full or read-only disk: told to the driver as a row
             writer.abort()
-            error = IndexWriteError(f"cannot write the index at {directory}: {exc.strerror or exc}")
+            error = exc
+            if isinstance(exc, OSError):
+                error = IndexWriteError(f"cannot write the index at {directory}: {exc.strerror or exc}")
             return pa.table({"kind": pa.array(["error"]), "payload": pa.array([pickle.dumps(error)])})
         except BaseException:
             writer.abort()
@@ -441,6 +490,9 @@ def read_and_embed(
             handler.setLevel(logging.CRITICAL)
     context = DataContext.get_current()
     context.enable_progress_bars = False  # the driver draws its own
+    # Rows reach the writers in file order, so the parts list the rows in a local build's
+    # order (ties between equal chunks then break the same way), though cut at other places.
+    context.execution_options.preserve_order = True
     with contextlib.suppress(AttributeError):
         context.print_on_execution_start = False
     resources = ray.cluster_resources()

@@ -188,7 +188,14 @@ class Index:
         if engine == "ray":
             from search.ray_engine import RayShards
 
-            held = RayShards(directory, manifest, shards, address)
+            for attempt in range(3):
+                try:
+                    held = RayShards(directory, manifest, shards, address)
+                    break
+                except IndexCorruptError:
+                    if attempt == 2 or IndexManifest.load(directory).version == manifest.version:
+                        raise
+                    manifest, parts = _open_version(directory)  # a new version came while they loaded
         return cls(directory, manifest, parts, embedder, model, backend, threads, held)
 
     @property

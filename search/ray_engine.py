@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from indexer.distributed import connect
+from indexer.errors import IndexCorruptError
 from indexer.manifest import IndexManifest
 from search.shards import Hit, OpenPart, dense_hits
 
@@ -64,7 +65,12 @@ class RayShards:
         self._ray = ray
         self.groups = [g for g in groups if g]
         self.actors = [holder.remote(str(directory), manifest, group) for group in self.groups]
-        ray.get([actor.ready.remote() for actor in self.actors])  # loaded, or the error now
+        try:
+            ray.get([actor.ready.remote() for actor in self.actors])  # loaded, or the error now
+        except Exception as exc:  # Ray keeps only the text of an actor's error
+            self.close()
+            first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            raise IndexCorruptError(f"the Ray actors could not load the index's parts: {first}") from None
 
     def dense_hits(
         self, vectors: np.ndarray, k: int, masks: Sequence[np.ndarray | None] | None

@@ -84,6 +84,15 @@ def test_a_ray_build_equals_the_local_build_even_when_workers_die(
     assert len(IndexManifest.load(target).part_refs) >= 3
     assert not (target / JOURNAL_FILE).exists()
     assert_same_index(target, local_build)
+    in_order = [
+        [
+            row
+            for part in IndexManifest.load(index).part_refs
+            for row in pq.read_table(index / part.chunks_name).to_pylist()
+        ]
+        for index in (target, local_build)
+    ]
+    assert in_order[0] == in_order[1]  # rows in the same order (parts may cut them elsewhere)
     # A dead write task's part files are leftovers, never listed: only listed parts remain.
     assert verify_index(target).notes == [] or all("leftover" not in n for n in verify_index(target).notes)
 
