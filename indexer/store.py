@@ -300,7 +300,7 @@ class PartWriter:
         self.paths_in_part[self._id] = set()
         path = self.directory / CHUNKS_DIR / f"part-{self._id}.parquet"
         self._written.append(path)
-        self._parquet = pq.ParquetWriter(path, CHUNK_SCHEMA)
+        self._parquet = pq.ParquetWriter(path, CHUNK_SCHEMA, **CHUNK_ENCODING)
         self._index = _faiss().IndexFlatIP(self.dimension)  # inner product on unit vectors is cosine
         self._rows = 0
 
@@ -529,6 +529,14 @@ def all_vectors(index: Any) -> np.ndarray:
     return np.asarray(index.reconstruct_n(0, index.ntotal), dtype=np.float32)
 
 
+# A hit reads its row group whole; LZ4 decodes faster than Parquet's usual Snappy at the same
+# size, and the text column (unique values) gains nothing from a dictionary. A 256-row group of
+# SciFact chunks read in 0.38 to 0.40 ms instead of 0.67 (files 0.3% larger).
+CHUNK_ENCODING: dict[str, Any] = {
+    "compression": "lz4_raw",
+    "use_dictionary": [name for name in CHUNK_SCHEMA.names if name != "text"],
+}
+
 _IDENTITY = ("path", "record", "content_hash")
 # Row groups of chunk rows kept in memory per part: a server answering many queries over a
 # small index reads each group once; a large one keeps its busiest groups (SciFact, 9.8k
@@ -611,6 +619,9 @@ class ChunkTable:
             raise IndexCorruptError(f"row {row_id} is outside {self.path}; " + REBUILD_HINT)
         group = self._group_of(row_id)
         with self._lock:
+            row = self._rows.get(row_id)  # a hit read whole already (Index reads its top hits first)
+            if row is not None:
+                return row["path"], row["record"], row["content_hash"]
             columns = self._identity_columns(group)
         offset = row_id - self._start_list[group]
         return columns[0][offset], columns[1][offset], columns[2][offset]
