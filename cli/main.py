@@ -198,7 +198,8 @@ def index(
             metavar="TYPE",
             help="Vector index: flat (exact), hnsw, ivf or ivfpq (approximate, for large indexes; "
             "parts under 8,192 chunks are still scanned exactly), or auto (flat up to 100,000 "
-            "chunks, then hnsw). Later updates keep it (default: the index's own; auto when new).",
+            "chunks, ivf up to 2,000,000, then ivfpq). Later updates keep it (default: the "
+            "index's own; auto when new).",
         ),
     ] = None,
     onnx: Annotated[

@@ -4,11 +4,14 @@ Every part keeps its exact vectors in ``vectors/part-<id>.faiss`` (a flat index:
 truth for updates, checks and exact scores). Above a size, a part also gets an ANN file,
 ``ann/part-<fresh id>.faiss``, that search uses instead of scanning every vector:
 
-- ``hnsw``: a graph over the vectors (IndexHNSWFlat). The default for large indexes.
-- ``ivf``: vectors bucketed by a k-means quantiser (IndexIVFFlat).
+- ``hnsw``: a graph over each part's vectors (IndexHNSWFlat).
+- ``ivf``: vectors bucketed by a k-means quantiser (IndexIVFFlat). The default for large
+  indexes: its buckets are shared by all parts, so a query finds its nearest buckets once
+  however many parts the index has (an HNSW graph is searched once a part: at 1M chunks in 16
+  parts that cost 9 ms a query against about 1 ms for IVF; bench/warm.py).
 - ``ivfpq``: the same buckets with vectors compressed to 48 bytes (IndexIVFPQ); candidates are
   re-scored with the exact vectors, so reported scores stay exact cosines. The default for
-  very large indexes, where HNSW's graph and float vectors no longer fit in memory.
+  very large indexes, where float vectors no longer fit in memory.
 
 The IVF types train one quantiser (and PQ codebook) for the whole index, on a sample drawn
 across all its parts; each part adds its vectors to a copy of it, so every part has the same
@@ -34,10 +37,10 @@ from indexer.manifest import ANN_DIR, IndexManifest, PartRef
 
 INDEX_TYPES = ("flat", "hnsw", "ivf", "ivfpq")
 # Below this many chunks an exact scan of every vector takes a few milliseconds (bench/warm.py
-# measures it), so the index stays flat; above it, HNSW answers in well under a millisecond a part.
+# measures it), so the index stays flat; above it, IVF answers in about a millisecond.
 FLAT_MAX_ROWS = 100_000
-# Above this many, HNSW's float vectors and graph (about 1.8 KB a chunk: 3.6 GB at 2M) give way
-# to IVF-PQ codes (56 bytes a chunk, exact vectors memory-mapped for re-scoring): docs/scale.md.
+# Above this many, IVF's float vectors (about 1.6 KB a chunk: 3.2 GB at 2M) give way to IVF-PQ
+# codes (56 bytes a chunk, exact vectors memory-mapped for re-scoring): docs/scale.md.
 IVFPQ_MIN_ROWS = 2_000_000
 RETRAIN_GROWTH = 16  # an IVF training is redone once the index holds this many times its rows
 MIN_ANN_ROWS = 8_192  # a part smaller than this is scanned exactly
@@ -59,7 +62,7 @@ def choose_type(total_rows: int) -> str:
     """The index type for an index of ``total_rows`` chunks when the user has not chosen one."""
     if total_rows <= FLAT_MAX_ROWS:
         return "flat"
-    return "hnsw" if total_rows <= IVFPQ_MIN_ROWS else "ivfpq"
+    return "ivf" if total_rows <= IVFPQ_MIN_ROWS else "ivfpq"
 
 
 def lists_for(rows: int) -> int:
@@ -142,16 +145,25 @@ def search_params(kind: str, params: dict[str, Any], selector: Any) -> Any:
     return out
 
 
-def sample_queries(pool: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """Query-like vectors near the data: the normalised sum of two stored vectors from ``pool``
-    plus noise (a stored vector itself would be found trivially)."""
+# How far the recall check's queries lie from the data. Real queries lie farther from the chunks
+# than mixtures of chunks do (SciFact queries' best cosine is about 0.56 at 100k and 1M chunks),
+# and farther queries are harder for IVF: with little noise (best cosine 0.75) the check chose
+# nprobe 8, where real queries reached recall@10 0.896 at 100k and 0.938 at 1M. At this noise
+# (best cosine about 0.39) the check's recall lay below real queries' at every effort measured:
+# hnsw and ivf at 100k, ivf at 1M (bench/warm.py; docs/performance.md).
+QUERY_NOISE = 3.0
+
+
+def sample_queries(pool: np.ndarray, count: int, seed: int = 0, noise: float = QUERY_NOISE) -> np.ndarray:
+    """Query-like vectors: the normalised sum of two stored vectors from ``pool`` plus noise of
+    norm about ``noise`` (a stored vector itself would be found trivially)."""
     rng = np.random.default_rng(seed)
     if len(pool) == 0 or count == 0:
         return np.zeros((0, pool.shape[1] if pool.ndim == 2 else 0), dtype=np.float32)
     a = pool[rng.integers(0, len(pool), count)]
     b = pool[rng.integers(0, len(pool), count)]
-    noise = rng.standard_normal(a.shape).astype(np.float32) * (0.5 / math.sqrt(a.shape[1]))
-    out = a + b + noise
+    offset = rng.standard_normal(a.shape).astype(np.float32) * (noise / math.sqrt(a.shape[1]))
+    out = a + b + offset
     return (out / np.linalg.norm(out, axis=1, keepdims=True)).astype(np.float32)
 
 

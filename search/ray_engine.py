@@ -30,7 +30,7 @@ class ShardHolder:
 
     def __init__(self, directory: str, manifest: IndexManifest, numbers: list[int]) -> None:
         from indexer.store import check_part_files, read_vectors
-        from search.shards import _read_ann
+        from search.shards import _read_ann, link_shared
 
         self.numbers = numbers
         self.parts: list[OpenPart] = []
@@ -43,6 +43,7 @@ class ShardHolder:
                 ann, kind = _read_ann(Path(directory), ref, manifest.dimension), str(ref.ann.get("type"))
             params = dict(manifest.faiss.get("params") or {})
             self.parts.append(OpenPart(ref, vectors, rows=None, ann=ann, ann_type=kind, ann_params=params))  # type: ignore[arg-type]
+        link_shared(self.parts)  # this actor's parts of one IVF training are searched together
 
     def search(self, vectors: np.ndarray, k: int, masks: list[np.ndarray | None] | None) -> list[list[Hit]]:
         found = dense_hits(self.parts, vectors, k, masks)

@@ -16,13 +16,13 @@ from indexer.embedding import SentenceTransformerEmbedder
 from indexer.manifest import IndexManifest
 from indexer.verify import verify_index
 from search import Index
-from search.shards import _shared_assignment, dense_hits
+from search.shards import _shared_group, dense_hits
 from tests.conftest import ROOT, write_files
 
 
 def test_choice_by_size_and_lists() -> None:
     assert ann.choose_type(1_000) == "flat" and ann.choose_type(ann.FLAT_MAX_ROWS) == "flat"
-    assert ann.choose_type(ann.FLAT_MAX_ROWS + 1) == "hnsw" and ann.choose_type(ann.IVFPQ_MIN_ROWS) == "hnsw"
+    assert ann.choose_type(ann.FLAT_MAX_ROWS + 1) == "ivf" and ann.choose_type(ann.IVFPQ_MIN_ROWS) == "ivf"
     assert ann.choose_type(ann.IVFPQ_MIN_ROWS + 1) == "ivfpq"
     assert ann.lists_for(65_536) == 1024 and ann.lists_for(10_000) == 256
     for rows in (700, 5_000, 65_536, 1_000_000):
@@ -122,9 +122,15 @@ def test_ivf_types_share_one_training_and_reach_the_recall_target(
     found = dense_hits(index._parts, queries, 10)
     # The parts' nearest lists are found once for all of them (one training), with the same
     # answers as each part searching on its own (a mask turns the shared step off).
-    assert _shared_assignment(index._parts, queries) is not None
+    assert _shared_group(index._parts) is not None
     every = [np.ones(p.vectors.ntotal, dtype=bool) for p in index._parts]
     assert found == dense_hits(index._parts, queries, 10, every)
+    # A filter (even rows of the first two parts, none of the last) holds in the shared search.
+    some = [np.arange(p.vectors.ntotal) % 2 == 0 for p in index._parts[:2]] + [
+        np.zeros(p.vectors.ntotal, dtype=bool) for p in index._parts[2:]
+    ]
+    filtered = dense_hits(index._parts, queries, 10, some)
+    assert all(len(f) == 10 and all(h[1] < 2 and h[2] % 2 == 0 for h in f) for f in filtered)
     for opened in index._parts:
         opened.ann = None
     truth = dense_hits(index._parts, queries, 10)
