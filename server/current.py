@@ -19,7 +19,8 @@ class CurrentIndex:
         self.directory = directory
         self._model = model
         self._lock = threading.Lock()
-        self._index = Index.open(directory, model=model, backend=backend)  # says what is wrong, if anything
+        # says what is wrong, if anything; concurrent: requests are answered side by side
+        self._index = Index.open(directory, model=model, backend=backend, concurrent=True)
         self._stamp = self._manifest_stamp()
         self._index.embedder  # noqa: B018 - loaded now, not by the first request
         self._checked = time.monotonic()
@@ -40,6 +41,8 @@ class CurrentIndex:
             except OSError:
                 return self._index  # mid-switch or gone: keep serving what is open
             if stamp != self._stamp:
-                fresh = Index.open(self.directory, model=self._model, embedder=self._index.embedder)
+                fresh = Index.open(
+                    self.directory, model=self._model, embedder=self._index.embedder, concurrent=True
+                )
                 self._index, self._stamp = fresh, stamp
             return self._index

@@ -174,3 +174,20 @@ def test_the_int8_query_model_is_close_to_fp32_and_finds_the_same_documents(onnx
         assert [r.path for r in int8.search(query, k=3, mode="dense")] == [
             r.path for r in fp32.search(query, k=3, mode="dense")
         ]
+
+
+def test_a_server_index_lets_the_query_models_threads_sleep(onnx_index: Path) -> None:
+    """A lone caller's query model spins while it waits (faster); a server's sleeps (it leaves
+    the CPU to other requests), also after it opens a new version."""
+    from server.current import CurrentIndex
+
+    def spinning(index: Index) -> str:
+        assert isinstance(index.embedder, OnnxQueryEmbedder)
+        options = index.embedder._session.get_session_options()
+        return str(options.get_session_config_entry("session.intra_op.allow_spinning"))
+
+    alone, shared = Index.open(onnx_index), Index.open(onnx_index, concurrent=True)
+    assert spinning(alone) == "1" and spinning(shared) == "0"
+    assert np.allclose(alone.embed_queries(QUERIES[:3]), shared.embed_queries(QUERIES[:3]), atol=1e-6)
+    served = CurrentIndex(onnx_index, None, "auto")
+    assert spinning(served.get()) == "0"
