@@ -109,6 +109,7 @@ def compare_builds(args: argparse.Namespace) -> None:
 def compare_shards(args: argparse.Namespace) -> None:
     import faiss
     from warm import build as build_synthetic
+    from warm import excerpts
 
     from indexer.manifest import IndexManifest
     from search import Index
@@ -119,7 +120,8 @@ def compare_shards(args: argparse.Namespace) -> None:
     base = np.concatenate(
         [p.vectors.reconstruct_n(0, p.vectors.ntotal) for p in Index.open(base_index)._parts]
     )
-    target = build_synthetic(args.work / "n1000000-4parts", 1_000_000, base, "flat", 250_000)
+    texts = excerpts(args.data)
+    target = build_synthetic(args.work / "n1000000-4parts", 1_000_000, base, texts, "flat", 250_000)
     index = Index.open(target)
     queries_file = args.data / "queries.jsonl"
     texts = [json.loads(line)["text"] for line in queries_file.open(encoding="utf-8")][: args.queries]

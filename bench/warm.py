@@ -1,22 +1,25 @@
 """Warm queries at scale: latency, recall and memory of an open index of 100k and 1M chunks.
 
-Each index is built (once, then reused) by the real build, ``--index-type hnsw``, from a record
-file of short texts, except that the vectors are synthetic: mixtures of two real SciFact
-embeddings plus a little noise, so that they lie where real embeddings lie (uniform random
-vectors have no neighbourhoods and make every ANN look bad). Embedding a million chunks for
-real would take days on 2 cores.
+Each index is built (once, then reused) by the real build, with each ``--index-type`` asked
+for (``--types``, default ``hnsw,ivf``), from a record file whose records carry real text
+(SciFact abstracts cut to about 500 characters, in turn, each with its own number so that no
+two are the same: a hit's row costs what a real one does), except that the vectors are
+synthetic: mixtures of two real SciFact embeddings plus a little noise, so that they lie where
+real embeddings lie (uniform random vectors have no neighbourhoods and make every ANN look
+bad). Embedding a million chunks for real would take days on 2 cores.
 
 The queries are real: SciFact's query texts, embedded by the index's ONNX query model inside
 ``Index.search`` (so the latency includes embedding). In a fresh process per size, side by
 side on the same queries:
 
-- ``hnsw``: the index as built (its tuned search effort);
+- ``hnsw`` / ``ivf`` / ...: the index as built (the search effort its recall check chose);
 - ``exact``: the same index searched exhaustively (every part's flat vectors);
 
-printing p50/p99 latency per query (dense mode, k=10), recall@10 of hnsw against exact, the
+printing p50/p99 latency per query (dense mode, k=10), recall@10 against exact (and the
+recall the build's own check measured on its synthetic queries), the
 process's memory after opening, and the index's bytes on disk per chunk.
 
-    python bench/warm.py [--sizes 100000,1000000] [--queries 300] [--threads N]
+    python bench/warm.py [--sizes 100000,1000000] [--types hnsw,ivf] [--queries 300] [--threads N]
 
 The data is for evaluation only: it is written under bench/.work/ (git-ignored), never committed.
 """
@@ -69,7 +72,7 @@ def run(label):
                   "mean_ms": float(times.mean())}
     return hits
 
-approx = run("hnsw")
+approx = run("ann")
 saved = [p.ann for p in index._parts]
 for p in index._parts:
     p.ann = None
@@ -100,7 +103,18 @@ def base_vectors(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     return load_embedder().embed_documents(texts)
 
 
-def build(folder: Path, size: int, base, index_type: str = "hnsw", part_rows: int | None = None) -> Path:  # type: ignore[no-untyped-def]
+def excerpts(data: Path) -> list[str]:
+    """SciFact abstracts cut at a word near 500 characters: one chunk each."""
+    out = []
+    for line in (data / "corpus.jsonl").read_text(encoding="utf-8").splitlines():
+        text = " ".join(json.loads(line)["text"].split())
+        out.append(text[:500].rsplit(" ", 1)[0] if len(text) > 500 else text)
+    return [t for t in out if t]
+
+
+def build(
+    folder: Path, size: int, base, texts: list[str], index_type: str = "hnsw", part_rows: int | None = None
+) -> Path:  # type: ignore[no-untyped-def]
     """An index of ``size`` synthetic chunks in ``folder`` (built once, then reused)."""
     import numpy as np
 
@@ -115,7 +129,8 @@ def build(folder: Path, size: int, base, index_type: str = "hnsw", part_rows: in
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "items.jsonl", "w", encoding="utf-8") as handle:
         for number in range(size):
-            handle.write(json.dumps({"_id": str(number), "text": f"item {number}"}) + "\n")
+            text = f"item {number}: {texts[number % len(texts)]}"
+            handle.write(json.dumps({"_id": str(number), "text": text}) + "\n")
     real = load_embedder()
     rng = np.random.default_rng(size)
 
@@ -143,6 +158,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "scifact")
     parser.add_argument("--sizes", default="100000,1000000")
+    parser.add_argument("--types", default="hnsw,ivf", help="index types to build and measure")
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument(
         "--threads", type=int, default=0, help="cap threads in the measuring process (0: none)"
@@ -155,8 +171,10 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     (args.work / "queries.json").write_text(json.dumps(queries))
     rows = []
-    for size in (int(s) for s in args.sizes.split(",")):
-        target = build(args.work / f"n{size}", size, base)
+    texts = excerpts(args.data)
+    runs = [(int(s), t) for s in args.sizes.split(",") for t in args.types.split(",")]
+    for size, kind in runs:
+        target = build(args.work / f"n{size}-{kind}", size, base, texts, kind)
         manifest = json.loads((target / "manifest.json").read_text())
         disk = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
         onnx = int((manifest.get("query_model") or {}).get("bytes", 0))
@@ -166,18 +184,23 @@ def main() -> None:
             sys.exit(done.stderr[-2000:])
         result = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append((size, manifest, disk, onnx, result))
-        print(json.dumps({"size": size, **result, "faiss": manifest["faiss"]}), flush=True)
+        print(json.dumps({"size": size, "type": kind, **result, "faiss": manifest["faiss"]}), flush=True)
     print(f"\n{len(queries)} SciFact queries, dense mode, k=10, latency includes embedding the query (ONNX)")
     header = f"{'chunks':>9} {'parts':>5} {'path':>6} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>9}"
-    print(f"{header} {'RSS open MB':>11} {'disk B/chunk':>12} {'efSearch':>8}")
+    print(f"{header} {'check':>6} {'RSS open MB':>11} {'disk B/chunk':>12} {'effort':>13}")
     for size, manifest, disk, onnx, result in rows:
-        for path in ("exact", "hnsw"):
+        kind = manifest["faiss"].get("type", "flat")
+        for path in ("exact", "ann"):
             recall = "1 (ref)" if path == "exact" else f"{result['recall_at_10']:.3f}"
-            effort = manifest["faiss"].get("params", {}).get("efSearch", "") if path == "hnsw" else ""
+            params = manifest["faiss"].get("params", {})
+            effort = " ".join(f"{k} {params[k]}" for k in ("efSearch", "nprobe") if k in params)
+            effort = effort if path == "ann" else ""
+            label = kind if path == "ann" else "exact"
+            check = f"{manifest['faiss'].get('recall_at_10', 1):.3f}" if path == "ann" else ""
             print(
-                f"{size:>9,} {manifest['counts']['parts']:>5} {path:>6} {result[path]['p50_ms']:>7.2f} "
-                f"{result[path]['p99_ms']:>7.2f} {recall:>9} {result['rss_open_mb']:>11.0f} "
-                f"{(disk - onnx) / size:>12.0f} {effort:>8}"
+                f"{size:>9,} {manifest['counts']['parts']:>5} {label:>6} {result[path]['p50_ms']:>7.2f} "
+                f"{result[path]['p99_ms']:>7.2f} {recall:>9} {check:>6} {result['rss_open_mb']:>11.0f} "
+                f"{(disk - onnx) / size:>12.0f} {effort:>13}"
             )
     print("(disk per chunk leaves out the ONNX query model, about 91 MB per index whatever its size)")
 
