@@ -56,7 +56,7 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
         if ref.has_keywords:
             path = directory / ref.keywords_name
             try:
-                keywords = KeywordPart.load(path)
+                keywords = KeywordPart.load(path, mmap=True)
             except (OSError, ValueError, KeyError) as exc:
                 raise IndexCorruptError(f"{path} is not a readable keyword file; {REBUILD_HINT}") from exc
             if keywords.num_rows != ref.rows:

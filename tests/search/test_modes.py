@@ -179,3 +179,46 @@ def test_eval_scores_each_mode_on_a_beir_folder(tmp_path: Path) -> None:
     assert list(report["metrics"]) == ["dense"] and report["metrics"]["dense"]["ndcg@10"] == 1.0
     assert_one_line_error(invoke("eval", str(folder), "--split", "dev", "-q"), 1, "splits here: test")
     assert_one_line_error(invoke("eval", str(tmp_path / "nope"), "-q"), 1, "not a BEIR folder")
+
+
+def test_mapped_keyword_postings_are_checked_as_they_are_used(
+    tmp_path: Path, embedder: SentenceTransformerEmbedder
+) -> None:
+    """Keyword files are mapped, not read, when an index opens: a file whose rows point past
+    its part (consistent with the manifest, wrong inside) is refused when a query reaches it."""
+    import numpy as np
+
+    from indexer.errors import IndexCorruptError
+    from indexer.keywords import KeywordPart, _mapped_npz
+    from indexer.store import file_facts
+
+    folder = write_files(tmp_path / "d", NOTES)
+    build_index(folder, embedder=embedder)
+    target = folder / ".semindex"
+    data = json.loads((target / "manifest.json").read_text())
+    name = f"keywords/part-{data['parts'][0]['id']}.npz"
+    path = target / name
+    read, mapped = KeywordPart.load(path), KeywordPart.load(path, mmap=True)
+    assert isinstance(mapped.rows, np.memmap)
+    for term in ("tea", "espresso", "東京", "nothing"):
+        assert all(
+            np.array_equal(a, b) for a, b in zip(read.postings(term), mapped.postings(term), strict=True)
+        )
+    rows = _mapped_npz(path, ["rows"])
+    assert rows is not None
+    damaged = np.memmap(
+        path, dtype=rows["rows"].dtype, mode="r+", offset=rows["rows"].offset, shape=rows["rows"].shape
+    )
+    damaged[:] = read.num_rows + 7
+    damaged.flush()
+    del damaged, rows
+    data["parts"][0]["files"]["keywords"] = file_facts(path)
+    (target / "manifest.json").write_text(json.dumps(data))
+    index = Index.open(folder, embedder=embedder)
+    with pytest.raises(IndexCorruptError, match="keyword rows out of range; rebuild"):
+        index.search("green tea", k=3, mode="keyword")
+    (target / name).write_bytes(b"PK" + b"\0" * 40)
+    data["parts"][0]["files"]["keywords"] = file_facts(path)
+    (target / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(IndexCorruptError, match="not a readable keyword file"):
+        Index.open(folder, embedder=embedder)
