@@ -17,7 +17,8 @@ side on the same queries:
 
 printing p50/p99 latency per query (dense mode, k=10), recall@10 against exact (and the
 recall the build's own check measured on its synthetic queries), the
-process's memory after opening, and the index's bytes on disk per chunk.
+process's memory after opening, the index's bytes on disk per chunk, and where an ANN query's
+time goes (embedding, vector search, reading rows, snippets).
 
     python bench/warm.py [--sizes 100000,1000000] [--types hnsw,ivf] [--queries 300] [--threads N]
 
@@ -60,7 +61,27 @@ opened = time.perf_counter() - started
 after_open = rss_mb()
 out = {"open_s": opened, "rss_before_mb": before, "rss_open_mb": after_open}
 
+# Where a query's time goes (the ANN run): each stage's mean milliseconds a query.
+import collections
+import search.index as engine
+from search import Index as _Index
+stages = collections.defaultdict(float)
+def timed(owner, name, label):
+    inner = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return inner(*args, **kwargs)
+        finally:
+            stages[label] += time.perf_counter() - started
+    setattr(owner, name, wrapper)
+timed(_Index, "embed_queries", "embed")
+timed(_Index, "_ranked", "search")
+timed(engine, "fetch_rows", "rows")
+timed(engine, "make_snippet", "snippets")
+
 def run(label):
+    stages.clear()
     times, hits = [], []
     for q in queries:
         t = time.perf_counter()
@@ -69,7 +90,8 @@ def run(label):
         hits.append([(h.path, h.record, h.chunk) for h in found])
     times = np.array(times) * 1000
     out[label] = {"p50_ms": float(np.percentile(times, 50)), "p99_ms": float(np.percentile(times, 99)),
-                  "mean_ms": float(times.mean())}
+                  "mean_ms": float(times.mean()),
+                  "stages_ms": {k: 1000 * v / len(queries) for k, v in stages.items()}}
     return hits
 
 approx = run("ann")
@@ -203,6 +225,13 @@ def main() -> None:
                 f"{(disk - onnx) / size:>12.0f} {effort:>13}"
             )
     print("(disk per chunk leaves out the ONNX query model, about 91 MB per index whatever its size)")
+    print("\nwhere an ANN query's time goes, mean ms: embed the query, search the vectors, read the")
+    print("hits' rows (Parquet), make snippets; the rest is ranking, grouping and building results")
+    for size, manifest, _, _, result in rows:
+        stages = result["ann"]["stages_ms"]
+        rest = result["ann"]["mean_ms"] - sum(stages.values())
+        shown = "  ".join(f"{k} {v:.2f}" for k, v in stages.items())
+        print(f"{size:>9,} {manifest['faiss'].get('type', 'flat'):>6}  {shown}  rest {rest:.2f}")
 
 
 if __name__ == "__main__":

@@ -529,7 +529,8 @@ def search(
         texts = [query] if query is not None else _read_queries(queries or "-")
         for number, text in enumerate(texts, start=1):  # all of them, before any output
             check_query(text, number if queries is not None else None)
-        opened = Index.open(index_dir, model=model, engine=engine, address=address)
+        # One query: map the ANN files rather than read them (a cold query reads what it probes).
+        opened = Index.open(index_dir, model=model, engine=engine, address=address, mapped=len(texts) == 1)
         batch = 64
         for start in range(0, len(texts), batch):
             group = texts[start : start + batch]

@@ -592,10 +592,11 @@ class ChunkTable:
         """Cache a row group, dropping the least recently used beyond the byte budget (never
         the ``protect`` newest: the groups the read in progress needs)."""
         self._cache[number] = table
-        self._cached_bytes += table.nbytes
+        # get_total_buffer_size: nbytes walks the dictionary columns (0.04 ms a group)
+        self._cached_bytes += table.get_total_buffer_size()
         while self._cached_bytes > self._cache_bytes and len(self._cache) > protect:
             _, dropped = self._cache.popitem(last=False)
-            self._cached_bytes -= dropped.nbytes
+            self._cached_bytes -= dropped.get_total_buffer_size()
 
     def _row(self, row_id: int, group: int) -> dict[str, Any]:
         """One row as Python values: converted once (only that row: converting a whole group

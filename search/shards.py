@@ -40,7 +40,7 @@ class OpenPart:
     shared: SharedIVF | None = None  # the parts of this part's IVF training, searched together
 
 
-def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
+def open_parts(directory: Path, manifest: IndexManifest, mapped: bool = False) -> list[OpenPart]:
     """Open and check every part the manifest lists."""
     parts = []
     for ref in manifest.part_refs:
@@ -67,7 +67,10 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
         problem = ann_problem(directory, ref)
         if ref.ann is not None and problem is None:
             try:
-                ann, ann_type = _read_ann(directory, ref, manifest.dimension), str(ref.ann.get("type"))
+                ann, ann_type = (
+                    _read_ann(directory, ref, manifest.dimension, mapped),
+                    str(ref.ann.get("type")),
+                )
             except IndexCorruptError as exc:
                 problem = str(exc).split("; rebuild", 1)[0]
         if problem is not None:
@@ -83,13 +86,18 @@ def open_parts(directory: Path, manifest: IndexManifest) -> list[OpenPart]:
     return parts
 
 
-def _read_ann(directory: Path, ref: PartRef, dimension: int) -> Any:
+def _read_ann(directory: Path, ref: PartRef, dimension: int, mapped: bool = False) -> Any:
+    """A part's ANN index, read into memory, or with ``mapped`` mapped from its file as the
+    exact vectors are: a one-off query then reads only the lists it probes (two 100k-row IVF
+    parts opened in 6 ms instead of 47 to 192 ms), but the first queries of a long-lived
+    process wait on the pages they touch (26 ms a query at 1M chunks against 2 ms)."""
     import faiss
 
     assert ref.ann is not None
     path = directory / str(ref.ann["name"])
+    flags = getattr(faiss, "IO_FLAG_MMAP_IFC", 0) if mapped else 0
     try:
-        index = faiss.read_index(str(path))
+        index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         raise IndexCorruptError(f"{path} is not a readable FAISS index; {REBUILD_HINT}") from exc
     expected = {"hnsw": "IndexHNSWFlat", "ivf": "IndexIVFFlat", "ivfpq": "IndexIVFPQ"}.get(

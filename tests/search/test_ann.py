@@ -125,6 +125,8 @@ def test_ivf_types_share_one_training_and_reach_the_recall_target(
     assert _shared_group(index._parts) is not None
     every = [np.ones(p.vectors.ntotal, dtype=bool) for p in index._parts]
     assert found == dense_hits(index._parts, queries, 10, every)
+    # Mapped from their files (a one-off query's way), the ANN indexes answer the same.
+    assert dense_hits(Index.open(target, embedder=embedder, mapped=True)._parts, queries, 10) == found
     # A filter (even rows of the first two parts, none of the last) holds in the shared search.
     some = [np.arange(p.vectors.ntotal) % 2 == 0 for p in index._parts[:2]] + [
         np.zeros(p.vectors.ntotal, dtype=bool) for p in index._parts[2:]

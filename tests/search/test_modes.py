@@ -199,7 +199,8 @@ def test_mapped_keyword_postings_are_checked_as_they_are_used(
     name = f"keywords/part-{data['parts'][0]['id']}.npz"
     path = target / name
     read, mapped = KeywordPart.load(path), KeywordPart.load(path, mmap=True)
-    assert isinstance(mapped.rows, np.memmap)
+    for name in ("vocab", "starts", "rows", "freqs", "lengths"):  # aligned: used in place
+        assert isinstance(getattr(mapped, name), np.memmap), name
     for term in ("tea", "espresso", "東京", "nothing"):
         assert all(
             np.array_equal(a, b) for a, b in zip(read.postings(term), mapped.postings(term), strict=True)
