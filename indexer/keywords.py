@@ -245,6 +245,11 @@ class KeywordPart:
         part = cls(mapped["vocab"], mapped["starts"], mapped["rows"], mapped["freqs"], mapped["lengths"])
         if len(part.starts) != len(part.vocab) + 1 or len(part.rows) != len(part.freqs):
             raise ValueError("inconsistent keyword arrays")
+        kinds = (part.vocab.dtype.kind, part.starts.dtype.kind, part.rows.dtype.kind)
+        if kinds[0] != "U" or kinds[1] not in "iu" or kinds[2] not in "iu":
+            raise ValueError("keyword arrays of the wrong types")
+        if part.freqs.dtype.kind not in "iuf" or part.lengths.dtype.kind not in "iuf":
+            raise ValueError("keyword arrays of the wrong types")
         if len(part.starts) and (int(part.starts[0]) != 0 or int(part.starts[-1]) != len(part.rows)):
             raise ValueError("inconsistent keyword arrays")
         if len(part.starts) > 1 and bool((np.diff(part.starts) < 0).any()):

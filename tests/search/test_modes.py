@@ -199,8 +199,8 @@ def test_mapped_keyword_postings_are_checked_as_they_are_used(
     name = f"keywords/part-{data['parts'][0]['id']}.npz"
     path = target / name
     read, mapped = KeywordPart.load(path), KeywordPart.load(path, mmap=True)
-    for name in ("vocab", "starts", "rows", "freqs", "lengths"):  # aligned: used in place
-        assert isinstance(getattr(mapped, name), np.memmap), name
+    for array in ("vocab", "starts", "rows", "freqs", "lengths"):  # aligned: used in place
+        assert isinstance(getattr(mapped, array), np.memmap), array
     for term in ("tea", "espresso", "東京", "nothing"):
         assert all(
             np.array_equal(a, b) for a, b in zip(read.postings(term), mapped.postings(term), strict=True)
@@ -218,7 +218,19 @@ def test_mapped_keyword_postings_are_checked_as_they_are_used(
     index = Index.open(folder, embedder=embedder)
     with pytest.raises(IndexCorruptError, match="keyword rows out of range; rebuild"):
         index.search("green tea", k=3, mode="keyword")
-    (target / name).write_bytes(b"PK" + b"\0" * 40)
+    arrays = {k: getattr(read, k) for k in ("vocab", "starts", "rows", "freqs", "lengths")}
+    np.savez(path, **{**arrays, "rows": read.rows.astype(np.float64)})  # rows of the wrong type
+    data["parts"][0]["files"]["keywords"] = file_facts(path)
+    (target / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(IndexCorruptError, match="not a readable keyword file"):
+        Index.open(folder, embedder=embedder)
+    np.savez(path, **arrays)  # as np.savez writes it (unaligned): still mapped, and answers the same
+    data["parts"][0]["files"]["keywords"] = file_facts(path)
+    (target / "manifest.json").write_text(json.dumps(data))
+    plain = KeywordPart.load(path, mmap=True)
+    assert isinstance(plain.rows, np.memmap)
+    assert [h.path for h in Index.open(folder, embedder=embedder).search("green tea", k=3, mode="keyword")]
+    path.write_bytes(b"PK" + b"\0" * 40)
     data["parts"][0]["files"]["keywords"] = file_facts(path)
     (target / "manifest.json").write_text(json.dumps(data))
     with pytest.raises(IndexCorruptError, match="not a readable keyword file"):
