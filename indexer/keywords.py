@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -210,7 +212,6 @@ class KeywordPart:
         each array's data 64-byte aligned in the file, so that it can be mapped and used in place."""
         import io
         import struct
-        import zipfile
 
         with open(path, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
             for name in _ARRAYS:
@@ -237,11 +238,16 @@ class KeywordPart:
         """
         mapped = _mapped_npz(path, _ARRAYS) if mmap else None
         if mapped is None:
-            with np.load(path, allow_pickle=False) as data:
-                mapped = {name: data[name] for name in _ARRAYS}
+            try:
+                with np.load(path, allow_pickle=False) as data:
+                    mapped = {name: data[name] for name in _ARRAYS}
+            except (zipfile.BadZipFile, zlib.error, NotImplementedError, EOFError) as exc:
+                raise ValueError(f"not a keyword file ({exc})") from exc  # a damaged compressed member
             whole = True
         else:
             whole = False
+        if any(array.ndim != 1 for array in mapped.values()):
+            raise ValueError("keyword arrays of the wrong shape")
         part = cls(mapped["vocab"], mapped["starts"], mapped["rows"], mapped["freqs"], mapped["lengths"])
         if len(part.starts) != len(part.vocab) + 1 or len(part.rows) != len(part.freqs):
             raise ValueError("inconsistent keyword arrays")
@@ -252,7 +258,7 @@ class KeywordPart:
             raise ValueError("keyword arrays of the wrong types")
         if len(part.starts) and (int(part.starts[0]) != 0 or int(part.starts[-1]) != len(part.rows)):
             raise ValueError("inconsistent keyword arrays")
-        if len(part.starts) > 1 and bool((np.diff(part.starts) < 0).any()):
+        if len(part.starts) > 1 and bool((part.starts[1:] < part.starts[:-1]).any()):  # unsigned too
             raise ValueError("inconsistent keyword arrays")
         if whole:
             part.check_rows(part.rows)
@@ -273,7 +279,6 @@ def _mapped_npz(path: Path, names: Sequence[str]) -> dict[str, np.ndarray] | Non
     """The arrays of an uncompressed ``.npz`` (what ``np.savez`` writes) mapped from the file,
     or None if it is not one whose arrays can be mapped (the caller reads it whole)."""
     import struct
-    import zipfile
 
     try:
         with zipfile.ZipFile(path) as archive:

@@ -484,9 +484,14 @@ def check_file(path: Path, facts: dict[str, Any], full: bool = False) -> None:
             f"{path} has {size} bytes, the manifest says {expected}: it is damaged; {REBUILD_HINT}"
         )
     digest = facts.get("sample_sha256")
-    mismatch = digest is not None and sample_digest(path) != digest
-    if full and not mismatch and facts.get("sha256"):
-        mismatch = file_sha256(path) != facts["sha256"]
+    try:
+        mismatch = digest is not None and sample_digest(path) != digest
+        if full and not mismatch and facts.get("sha256"):
+            mismatch = file_sha256(path) != facts["sha256"]
+    except OSError as exc:
+        raise IndexCorruptError(
+            f"cannot read {path} ({exc.strerror or exc}); check its permissions, or " + REBUILD_HINT
+        ) from exc
     if mismatch:
         raise IndexCorruptError(
             f"{path} does not match its checksum in the manifest: it is damaged or from another "
@@ -605,7 +610,12 @@ class ChunkTable:
         if row is not None:
             self._rows.move_to_end(row_id)
             return row
-        row = self._group(group).slice(row_id - self._start_list[group], 1).to_pylist()[0]
+        try:
+            row = self._group(group).slice(row_id - self._start_list[group], 1).to_pylist()[0]
+        except (pa.ArrowException, UnicodeDecodeError, ValueError) as exc:  # damaged inside
+            raise IndexCorruptError(
+                f"cannot read row {row_id} of {self.path} ({exc}); " + REBUILD_HINT
+            ) from exc
         self._rows[row_id] = row
         self._row_bytes += _ROW_OVERHEAD + len(row.get("text") or "")
         while self._row_bytes > self._cache_bytes and len(self._rows) > 1:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from indexer.errors import SemindexError
 from indexer.filetable import read_file_table
+from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
 from indexer.onnx_model import check_query_model, query_model_files
 from indexer.store import CHUNK_SCHEMA, all_vectors, ann_problem, check_part_files, garbage, read_vectors
@@ -111,7 +112,9 @@ def _check_part(
         keys: Counter[tuple[Any, ...]] = Counter()
         rows = 0
         for number in range(handle.metadata.num_row_groups):
-            group = handle.read_row_group(number, columns=["path", "record", "chunk"])
+            whole = handle.read_row_group(number)
+            whole.validate(full=True)  # every column decodes: text is valid UTF-8, and so on
+            group = whole.select(["path", "record", "chunk"])
             rows += group.num_rows
             paths.update(group.column("path").to_pylist())
             keys.update(zip(*(group.column(c).to_pylist() for c in ("path", "record", "chunk")), strict=True))
@@ -120,6 +123,8 @@ def _check_part(
         return Counter()
     if rows != part.rows:
         report.problems.append(f"{path} has {rows} rows, the manifest says {part.rows}")
+    if part.has_keywords:
+        report.problems.extend(_keyword_problems(directory / part.keywords_name, part.rows))
     repeated = [key for key, count in keys.items() if count > 1]
     if any(key[1] is None for key in repeated):
         key = next(k for k in repeated if k[1] is None)
@@ -132,6 +137,25 @@ def _check_part(
         report.problems.append(f"{directory / part.vectors_name}: {bad} vectors are not of unit length")
     report.chunks += rows
     return paths
+
+
+def _keyword_problems(path: Path, rows: int) -> list[str]:
+    """What is wrong inside a part's keyword file: read whole, every posting checked (search
+    maps the file and checks only the postings its queries reach)."""
+    try:
+        keywords = KeywordPart.load(path)
+    except (OSError, ValueError, KeyError) as exc:
+        return [f"{path} is not a readable keyword file ({exc})"]
+    problems = []
+    if keywords.num_rows != rows:
+        problems.append(f"{path} has {keywords.num_rows} rows, the manifest says {rows}")
+    if len(keywords.vocab) > 1 and bool((keywords.vocab[1:] <= keywords.vocab[:-1]).any()):
+        problems.append(f"{path}: its terms are not in order")
+    for name in ("freqs", "lengths"):
+        values = getattr(keywords, name)
+        if len(values) and not bool(np.isfinite(values).all() and (values >= 0).all()):
+            problems.append(f"{path}: its {name} are not all finite and non-negative")
+    return problems
 
 
 def _check_file_table(

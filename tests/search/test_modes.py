@@ -191,6 +191,7 @@ def test_mapped_keyword_postings_are_checked_as_they_are_used(
     from indexer.errors import IndexCorruptError
     from indexer.keywords import KeywordPart, _mapped_npz
     from indexer.store import file_facts
+    from indexer.verify import verify_index
 
     folder = write_files(tmp_path / "d", NOTES)
     build_index(folder, embedder=embedder)
@@ -218,6 +219,8 @@ def test_mapped_keyword_postings_are_checked_as_they_are_used(
     index = Index.open(folder, embedder=embedder)
     with pytest.raises(IndexCorruptError, match="keyword rows out of range; rebuild"):
         index.search("green tea", k=3, mode="keyword")
+    problems = verify_index(target).problems
+    assert any("not a readable keyword file" in p for p in problems), problems
     arrays = {k: getattr(read, k) for k in ("vocab", "starts", "rows", "freqs", "lengths")}
     np.savez(path, **{**arrays, "rows": read.rows.astype(np.float64)})  # rows of the wrong type
     data["parts"][0]["files"]["keywords"] = file_facts(path)
@@ -230,6 +233,14 @@ def test_mapped_keyword_postings_are_checked_as_they_are_used(
     plain = KeywordPart.load(path, mmap=True)
     assert isinstance(plain.rows, np.memmap)
     assert [h.path for h in Index.open(folder, embedder=embedder).search("green tea", k=3, mode="keyword")]
+    np.savez_compressed(path, **arrays)  # a compressed member, damaged: refused in one line too
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 3 : len(raw) // 3 + 8] = b"\xff" * 8
+    path.write_bytes(bytes(raw))
+    data["parts"][0]["files"]["keywords"] = file_facts(path)
+    (target / "manifest.json").write_text(json.dumps(data))
+    with pytest.raises(IndexCorruptError, match="not a readable keyword file"):
+        Index.open(folder, embedder=embedder)
     path.write_bytes(b"PK" + b"\0" * 40)
     data["parts"][0]["files"]["keywords"] = file_facts(path)
     (target / "manifest.json").write_text(json.dumps(data))
