@@ -44,6 +44,15 @@ ModelOption = Annotated[
     Optional[str],
     typer.Option("--model", "-m", help="Model name or folder (default: all-MiniLM-L6-v2, shipped offline)."),
 ]
+# search, serve and mcp: the model comes from the index; --model only guards against another.
+IndexModelOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--model",
+        "-m",
+        help="Refuse the index unless it was built with this model (default: the index's own model).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of text.")]
 AddressOption = Annotated[
     Optional[str],
@@ -481,7 +490,7 @@ def search(
         Optional[float],
         typer.Option("--min-score", help="Drop hits below this cosine (BM25 score in keyword mode)."),
     ] = None,
-    model: ModelOption = None,
+    model: IndexModelOption = None,
     threads: ThreadsOption = None,
     device: DeviceOption = None,
     engine: Annotated[
@@ -679,7 +688,7 @@ def serve(
             "which other users cannot read in the process list).",
         ),
     ] = None,
-    model: ModelOption = None,
+    model: IndexModelOption = None,
     threads: ThreadsOption = None,
     int8: Int8Option = False,
     workers: Annotated[
@@ -755,7 +764,7 @@ def serve(
 @app.command()
 def mcp(
     index_dir: IndexOption = None,
-    model: ModelOption = None,
+    model: IndexModelOption = None,
     threads: ThreadsOption = None,
     int8: Int8Option = False,
 ) -> None:
