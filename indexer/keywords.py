@@ -266,6 +266,15 @@ class KeywordPart:
             part._unchecked = path
         return part
 
+    @classmethod
+    def open(cls, path: Path, mmap: bool = False) -> KeywordPart:
+        """``load``, with a file that is not a keyword file reported as a damaged index (one
+        line, naming the file and the fix)."""
+        try:
+            return cls.load(path, mmap)
+        except (OSError, ValueError, KeyError) as exc:
+            raise IndexCorruptError(f"{path} is not a readable keyword file ({exc}); {REBUILD_HINT}") from exc
+
     def check_rows(self, rows: np.ndarray) -> None:
         """Raise ValueError if any of ``rows`` is not a row of this part."""
         if len(rows) and (int(rows.max()) >= self.num_rows or int(rows.min()) < 0):

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from indexer.errors import REBUILD_HINT, IndexCorruptError
+from indexer.errors import IndexCorruptError
 from indexer.filetable import FileEntry, read_file_table
 from indexer.keywords import KeywordPart
 from indexer.manifest import IndexManifest, PartRef
@@ -84,15 +84,7 @@ class PreviousIndex:
     def part_rows(self, part: PartRef) -> tuple[pa.Table, np.ndarray, KeywordPart | None]:
         """All rows of a part, their vectors, and their keyword postings (None if it has none)."""
         table = pq.read_table(self.directory / part.chunks_name)
-        keywords = None
-        if part.has_keywords:
-            path = self.directory / part.keywords_name
-            try:
-                keywords = KeywordPart.load(path)
-            except (OSError, ValueError, KeyError) as exc:
-                raise IndexCorruptError(
-                    f"{path} is not a readable keyword file ({exc}); {REBUILD_HINT}"
-                ) from exc
+        keywords = KeywordPart.open(self.directory / part.keywords_name) if part.has_keywords else None
         return table, all_vectors(self.part_vectors(part.id)), keywords
 
     def _key_map(self) -> dict[ReuseKey, tuple[str, int]]:

@@ -143,9 +143,9 @@ def _keyword_problems(path: Path, rows: int) -> list[str]:
     """What is wrong inside a part's keyword file: read whole, every posting checked (search
     maps the file and checks only the postings its queries reach)."""
     try:
-        keywords = KeywordPart.load(path)
-    except (OSError, ValueError, KeyError) as exc:
-        return [f"{path} is not a readable keyword file ({exc})"]
+        keywords = KeywordPart.open(path)
+    except SemindexError as exc:
+        return [str(exc)]
     problems = []
     if keywords.num_rows != rows:
         problems.append(f"{path} has {keywords.num_rows} rows, the manifest says {rows}")

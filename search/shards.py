@@ -55,10 +55,7 @@ def open_parts(directory: Path, manifest: IndexManifest, mapped: bool = False) -
         keywords = None
         if ref.has_keywords:
             path = directory / ref.keywords_name
-            try:
-                keywords = KeywordPart.load(path, mmap=True)
-            except (OSError, ValueError, KeyError) as exc:
-                raise IndexCorruptError(f"{path} is not a readable keyword file; {REBUILD_HINT}") from exc
+            keywords = KeywordPart.open(path, mmap=True)
             if keywords.num_rows != ref.rows:
                 raise IndexCorruptError(
                     f"{path} has {keywords.num_rows} rows, not {ref.rows}; {REBUILD_HINT}"
